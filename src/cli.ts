@@ -1,0 +1,88 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError, formatProblem, loadConfigFile, parseConfig } from './config/load.ts';
+import { startFromConfig } from './main.ts';
+
+const USAGE = {
+  main: `waygate — an HTTP gateway with service discovery
+
+Usage:
+  waygate start [--config FILE]       run the gateway (default config: $WAYGATE_CONFIG or config/gateway.yaml)
+  waygate validate --config FILE      check a config file; prints "ok" or every problem as FILE:LINE:COL path: reason
+  waygate <command> --help            help for one command
+`,
+  start: `Usage: waygate start [--config FILE]
+
+Runs the gateway until SIGTERM or SIGINT, then drains gracefully.
+  --config FILE   YAML config (default: $WAYGATE_CONFIG, else config/gateway.yaml)
+  --help          show this help
+`,
+  validate: `Usage: waygate validate --config FILE
+
+Checks a config file without starting anything. Exit 0 and "ok" when valid; exit 1 and one line per
+problem ("FILE:LINE:COL field.path: reason") otherwise.
+  --config FILE   YAML config to check (required)
+  --help          show this help
+`,
+};
+
+/** Runs the CLI; returns the exit code (start never returns until the process is told to stop). */
+export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(USAGE.main);
+    return command === undefined ? 1 : 0;
+  }
+  if (command !== 'start' && command !== 'validate') {
+    process.stderr.write(`waygate: unknown command "${command}"\n\n${USAGE.main}`);
+    return 1;
+  }
+  let values: { config?: string | undefined; help?: boolean | undefined };
+  try {
+    ({ values } = parseArgs({ args: [...rest], options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }));
+  } catch (error) {
+    process.stderr.write(`waygate ${command}: ${(error as Error).message}\n\n${USAGE[command]}`);
+    return 1;
+  }
+  if (values.help) {
+    process.stdout.write(USAGE[command]);
+    return 0;
+  }
+  if (command === 'validate') {
+    if (!values.config) {
+      process.stderr.write(`waygate validate: --config FILE is required\n\n${USAGE.validate}`);
+      return 1;
+    }
+    return validate(values.config, env);
+  }
+  const file = values.config ?? env.WAYGATE_CONFIG ?? 'config/gateway.yaml';
+  try {
+    const config = loadConfigFile(file, env);
+    await startFromConfig(config, env);
+    return 0;
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`waygate: invalid config\n${error.problems.map(formatProblem).join('\n')}\n`);
+      return 1;
+    }
+    process.stderr.write(`waygate: failed to start: ${(error as Error).message}\n`);
+    return 1;
+  }
+}
+
+function validate(file: string, env: NodeJS.ProcessEnv): number {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    process.stdout.write(`${file}:1:1 (file): cannot read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}\n`);
+    return 1;
+  }
+  const result = parseConfig(text, { file, env });
+  if (result.ok) {
+    process.stdout.write('ok\n');
+    return 0;
+  }
+  process.stdout.write(result.problems.map(formatProblem).join('\n') + '\n');
+  return 1;
+}

@@ -1,0 +1,132 @@
+import type { BalancerName } from '../routing/balancers/types.ts';
+
+/**
+ * The resolved configuration: every default applied, every duration in milliseconds,
+ * every size in bytes. Code past config/ only ever sees this shape.
+ */
+export interface GatewayConfig {
+  readonly server: ListenConfig;
+  readonly admin: ListenConfig;
+  readonly shutdown: ShutdownConfig;
+  readonly registry: RegistryConfig;
+  readonly defaults: RouteDefaults;
+  readonly routes: readonly RouteConfig[];
+}
+
+export interface ListenConfig {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface ShutdownConfig {
+  /** Time between "ready turns 503" and "stop accepting", so load balancers notice. */
+  readonly drainDelayMs: number;
+  /** Upper bound for in-flight requests to finish once the listener stops accepting. */
+  readonly timeoutMs: number;
+}
+
+export interface RegistryConfig {
+  readonly static: { readonly services: Readonly<Record<string, StaticServiceConfig>> };
+  /** Present only when the YAML has a `registry.consul` block. */
+  readonly consul?: ConsulConfig | undefined;
+}
+
+export interface StaticServiceConfig {
+  readonly instances: readonly StaticInstanceConfig[];
+  readonly healthCheck?: HealthCheckConfig | undefined;
+}
+
+export interface StaticInstanceConfig {
+  readonly url: string;
+  readonly weight: number;
+}
+
+export interface HealthCheckConfig {
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly unhealthyThreshold: number;
+  readonly healthyThreshold: number;
+}
+
+export interface ConsulConfig {
+  /** Base URL with scheme, e.g. http://127.0.0.1:8500. */
+  readonly address: string;
+  readonly token?: string | undefined;
+  readonly datacenter?: string | undefined;
+  readonly waitMs: number;
+  readonly tls?: ConsulTlsConfig | undefined;
+  readonly tagRoutes: boolean;
+  readonly register?: ConsulRegisterConfig | undefined;
+}
+
+export interface ConsulTlsConfig {
+  readonly ca?: string | undefined;
+  readonly cert?: string | undefined;
+  readonly key?: string | undefined;
+  readonly serverName?: string | undefined;
+  readonly insecureSkipVerify: boolean;
+}
+
+export interface ConsulRegisterConfig {
+  readonly name: string;
+  readonly id: string;
+  readonly address: string;
+  readonly port: number;
+  readonly tags: readonly string[];
+  readonly checkIntervalMs: number;
+}
+
+export type RetryCondition = 'connect-failure' | '502' | '503' | '504';
+
+export interface CircuitBreakerConfig {
+  readonly errorThresholdPercentage: number;
+  readonly volumeThreshold: number;
+  readonly windowMs: number;
+  readonly resetTimeoutMs: number;
+}
+
+export interface OutlierDetectionConfig {
+  readonly consecutiveFailures: number;
+  readonly baseEjectionTimeMs: number;
+  readonly maxEjectionTimeMs: number;
+  readonly maxEjectionPercent: number;
+}
+
+/** Keys every route inherits from `defaults` and may override one by one. */
+export interface RouteDefaults {
+  readonly timeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly retries: number;
+  readonly retryOn: readonly RetryCondition[];
+  readonly retryBudget: { readonly percent: number; readonly minConcurrent: number };
+  readonly maxRetryBodySize: number;
+  readonly circuitBreaker: CircuitBreakerConfig;
+  readonly outlierDetection: OutlierDetectionConfig;
+  readonly panicThreshold: number;
+}
+
+export interface RouteMatch {
+  readonly pathPrefix: string;
+  readonly host?: string | undefined;
+  readonly methods?: readonly string[] | undefined;
+  readonly headers?: Readonly<Record<string, string>> | undefined;
+}
+
+export type HashKeySource =
+  | { readonly kind: 'header'; readonly name: string }
+  | { readonly kind: 'cookie'; readonly name: string }
+  | { readonly kind: 'ip' };
+
+export interface RouteConfig extends RouteDefaults {
+  readonly name: string;
+  readonly match: RouteMatch;
+  readonly service: string;
+  readonly stripPrefix: boolean;
+  readonly loadBalancer: BalancerName;
+  readonly hashKey?: HashKeySource | undefined;
+  /** Consul tags every instance must carry. */
+  readonly tags: readonly string[];
+  /** Where the route was declared. */
+  readonly source: 'yaml' | 'consul-tags';
+}

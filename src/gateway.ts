@@ -1,0 +1,228 @@
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { buildAdminServer } from './admin/admin-server.ts';
+import type { GatewayConfig, RouteConfig } from './config/types.ts';
+import { createLogger, type Logger } from './observability/logger.ts';
+import { GatewayMetrics } from './observability/metrics.ts';
+import { AttemptDispatcher } from './proxy/dispatcher.ts';
+import { buildPublicServer } from './proxy/public-server.ts';
+import { StaticRegistry } from './registry/static.ts';
+import type { Registry } from './registry/types.ts';
+import { BreakerClock } from './resilience/breakers.ts';
+import { RetryBudget } from './resilience/retry-budget.ts';
+import { createBalancer } from './routing/balancers/index.ts';
+import { ServicePool } from './routing/service-pool.ts';
+import { type RouteEntry, RouteTable } from './routing/table.ts';
+
+export interface GatewayOptions {
+  readonly logger?: Logger;
+  readonly metrics?: GatewayMetrics;
+  /** Extra registries (Consul) serving services that are not static. */
+  readonly registries?: readonly Registry[];
+}
+
+type Phase = 'created' | 'starting' | 'serving' | 'draining' | 'stopped';
+
+/** Composes registries, the routing table, the public proxy and the admin listener; owns start/stop. */
+export class Gateway {
+  readonly logger: Logger;
+  readonly metrics: GatewayMetrics;
+  private readonly registries: Registry[];
+  private readonly pools = new Map<string, ServicePool>();
+  private readonly clock = new BreakerClock();
+  private readonly dispatcher: AttemptDispatcher;
+  private table = new RouteTable([]);
+  private publicServer: FastifyInstance | undefined;
+  private adminServer: FastifyInstance | undefined;
+  private phase: Phase = 'created';
+  private readonly shutdownHooks: Array<() => Promise<void>> = [];
+
+  constructor(readonly config: GatewayConfig, options: GatewayOptions = {}) {
+    this.logger = options.logger ?? createLogger();
+    this.metrics = options.metrics ?? new GatewayMetrics();
+    this.dispatcher = new AttemptDispatcher({ connectTimeoutMs: config.defaults.connectTimeoutMs });
+    this.registries = [new StaticRegistry(config.registry.static.services, this.logger, this.metrics), ...(options.registries ?? [])];
+  }
+
+  /** Which registry serves a service: static when listed there, else the first other registry. */
+  registryFor(service: string): Registry | undefined {
+    if (this.config.registry.static.services[service]) return this.registries[0];
+    return this.registries[1];
+  }
+
+  /** Builds a routing table for these routes, reusing pools (and their breakers) that already exist. */
+  buildTable(routes: readonly RouteConfig[]): RouteTable {
+    const entries: RouteEntry[] = [];
+    for (const route of routes) {
+      const pool = this.poolFor(route);
+      if (!pool) continue;
+      const balancer = createBalancer(route.loadBalancer, { inflight: (id) => pool.inflight(id), random: Math.random });
+      entries.push({ route, pool, balancer, budget: new RetryBudget(route.retryBudget.percent, route.retryBudget.minConcurrent) });
+    }
+    return new RouteTable(entries);
+  }
+
+  private poolFor(route: RouteConfig): ServicePool | undefined {
+    const key = `${route.service}|${[...route.tags].sort().join(',')}`;
+    let pool = this.pools.get(key);
+    if (pool) return pool;
+    const registry = this.registryFor(route.service);
+    if (!registry) {
+      this.logger.error({ route: route.name, service: route.service }, 'no registry serves this service');
+      return undefined;
+    }
+    pool = new ServicePool({
+      name: route.service,
+      registry: registry.name,
+      tags: route.tags,
+      circuitBreaker: route.circuitBreaker,
+      outlierDetection: route.outlierDetection,
+      clock: this.clock,
+      metrics: this.metrics,
+      logger: this.logger,
+    });
+    const snapshot = registry.snapshot(route.service);
+    if (snapshot) pool.update(snapshot);
+    this.pools.set(key, pool);
+    return pool;
+  }
+
+  /** Swaps in a new routing table; requests already matched keep the entry they hold. */
+  setRoutes(routes: readonly RouteConfig[]): void {
+    this.table = this.buildTable(routes);
+  }
+
+  get routeTable(): RouteTable {
+    return this.table;
+  }
+
+  private onRegistryChange(registry: Registry, service: string): void {
+    const snapshot = registry.snapshot(service);
+    if (!snapshot) return;
+    for (const pool of this.pools.values()) {
+      if (pool.name === service && pool.registry === registry.name) pool.update(snapshot);
+    }
+  }
+
+  /** Adds work to run at the start of the drain (e.g. deregistering from Consul). */
+  onShutdown(hook: () => Promise<void>): void {
+    this.shutdownHooks.push(hook);
+  }
+
+  notReadyReason(): string | undefined {
+    if (this.phase === 'draining' || this.phase === 'stopped') return 'shutting down';
+    if (this.phase !== 'serving') return 'starting';
+    for (const registry of this.registries) {
+      if (!registry.status().synced) return `registry ${registry.name} has not synced yet`;
+    }
+    return undefined;
+  }
+
+  describeRoutes(): unknown {
+    const now = Date.now();
+    const services: Record<string, unknown> = {};
+    for (const entry of this.table.entries) {
+      const pool = entry.pool;
+      if (services[pool.name]) continue;
+      const status = this.registries.find((registry) => registry.name === pool.registry)?.status();
+      services[pool.name] = {
+        registry: pool.registry,
+        lastSyncAt: status?.lastSyncAt ? new Date(status.lastSyncAt).toISOString() : null,
+        lastError: status?.lastError ?? null,
+        ...pool.describe(now),
+      };
+    }
+    return {
+      routes: this.table.entries.map(({ route }) => ({
+        name: route.name,
+        source: route.source,
+        match: route.match,
+        service: route.service,
+        tags: route.tags,
+        stripPrefix: route.stripPrefix,
+        loadBalancer: route.loadBalancer,
+        timeoutMs: route.timeoutMs,
+        retries: route.retries,
+      })),
+      services,
+    };
+  }
+
+  /** Starts registries, then both listeners. Resolves once the gateway is serving. */
+  async start(): Promise<void> {
+    this.phase = 'starting';
+    for (const registry of this.registries) registry.onChange((service) => this.onRegistryChange(registry, service));
+    this.setRoutes(this.config.routes);
+    this.adminServer = buildAdminServer({
+      metrics: this.metrics,
+      logger: this.logger,
+      notReadyReason: () => this.notReadyReason(),
+      describeRoutes: () => this.describeRoutes(),
+    });
+    await this.adminServer.listen({ host: this.config.admin.host, port: this.config.admin.port });
+    await Promise.all(this.registries.map((registry) => registry.start()));
+    for (const registry of this.registries) {
+      for (const pool of this.pools.values()) {
+        if (pool.registry === registry.name) {
+          const snapshot = registry.snapshot(pool.name);
+          if (snapshot) pool.update(snapshot);
+        }
+      }
+    }
+    this.publicServer = await buildPublicServer({ table: () => this.table, metrics: this.metrics, logger: this.logger, dispatcher: this.dispatcher });
+    await this.publicServer.listen({ host: this.config.server.host, port: this.config.server.port });
+    this.phase = 'serving';
+    this.logger.info({ server: this.publicAddress, admin: this.adminAddress, routes: this.config.routes.length }, 'waygate serving');
+  }
+
+  get publicAddress(): string {
+    return addressOf(this.publicServer);
+  }
+
+  get adminAddress(): string {
+    return addressOf(this.adminServer);
+  }
+
+  /**
+   * Graceful stop: ready turns 503 at once, traffic is still served for drainDelay, then the listener
+   * stops accepting and in-flight requests get up to shutdown.timeout to finish.
+   */
+  async stop(): Promise<void> {
+    if (this.phase === 'draining' || this.phase === 'stopped') return;
+    this.phase = 'draining';
+    const { drainDelayMs, timeoutMs } = this.config.shutdown;
+    this.logger.info({ drainDelayMs, timeoutMs }, 'shutdown: draining');
+    await Promise.allSettled(this.shutdownHooks.map((hook) => hook()));
+    await sleep(drainDelayMs);
+    if (this.publicServer) {
+      const closing = this.publicServer.close();
+      let timer: NodeJS.Timeout | undefined;
+      const forced = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), timeoutMs); });
+      const result = await Promise.race([closing.then(() => 'closed' as const), forced]);
+      clearTimeout(timer);
+      if (result === 'timeout') {
+        this.logger.warn({ timeoutMs }, 'shutdown: timeout reached; closing remaining connections');
+        this.publicServer.server.closeAllConnections();
+        await closing;
+      }
+    }
+    await Promise.allSettled(this.registries.map((registry) => registry.stop()));
+    for (const pool of this.pools.values()) pool.close();
+    this.clock.stop();
+    await this.dispatcher.close().catch(() => undefined);
+    await this.adminServer?.close();
+    this.phase = 'stopped';
+    this.logger.info('shutdown: complete');
+  }
+}
+
+function addressOf(server: FastifyInstance | undefined): string {
+  const address = server?.server.address() as AddressInfo | null | undefined;
+  if (!address) return '';
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

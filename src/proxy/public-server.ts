@@ -1,0 +1,176 @@
+import { randomUUID } from 'node:crypto';
+import httpProxy from '@fastify/http-proxy';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { HashKeySource } from '../config/types.ts';
+import { GatewayError, errorBody } from '../errors.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { GatewayMetrics } from '../observability/metrics.ts';
+import { hostWithoutPort } from '../routing/match.ts';
+import { normalizePath, stripPathPrefix } from '../routing/path.ts';
+import type { RouteTable } from '../routing/table.ts';
+import type { AttemptDispatcher } from './dispatcher.ts';
+import { Forwarder, type ProxyContext, shouldBufferBody } from './forwarder.ts';
+import { addForwardingHeaders, chooseRequestId } from './headers.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    waygate: ProxyContext | null;
+    startedAt: bigint;
+  }
+}
+
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'CONNECT']);
+const PROXIED_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS', 'TRACE'];
+
+export interface PublicServerDeps {
+  readonly table: () => RouteTable;
+  readonly metrics: GatewayMetrics;
+  readonly logger: Logger;
+  readonly dispatcher: AttemptDispatcher;
+}
+
+/** Writes a gateway-made error in the one JSON shape clients can rely on. */
+export function sendGatewayError(reply: FastifyReply, error: GatewayError): void {
+  if (reply.sent || reply.raw.headersSent) {
+    reply.raw.destroy();
+    return;
+  }
+  if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
+  reply.code(error.status).header('content-type', 'application/json; charset=utf-8').send(errorBody(error, String(reply.request.id)));
+}
+
+/** Reads the consistent-hash key the route asks for. */
+function hashKeyOf(request: FastifyRequest, source: HashKeySource | undefined): string | undefined {
+  if (!source) return undefined;
+  if (source.kind === 'ip') return request.ip;
+  if (source.kind === 'header') {
+    const value = request.headers[source.name];
+    return Array.isArray(value) ? value[0] : value;
+  }
+  const cookies = request.headers.cookie;
+  if (!cookies) return undefined;
+  for (const part of cookies.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq !== -1 && part.slice(0, eq).trim() === source.name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+/** Buffers a small request body so retries can resend it; leaves large or unknown-length bodies streaming. */
+async function bufferForRetry(request: FastifyRequest, ctx: ProxyContext): Promise<void> {
+  const { route } = ctx.entry;
+  const header = request.headers['content-length'];
+  const length = header === undefined ? undefined : Number(header);
+  if (!shouldBufferBody(request.method, Number.isFinite(length) ? length : undefined, route.maxRetryBodySize, route.retries)) return;
+  const stream = request.body as NodeJS.ReadableStream | undefined;
+  if (!stream || typeof (stream as { on?: unknown }).on !== 'function') return;
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  ctx.body = Buffer.concat(chunks);
+}
+
+/** The client-facing listener: path normalization, route matching, then @fastify/http-proxy with a per-request upstream. */
+export async function buildPublicServer(deps: PublicServerDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger.child({ component: 'proxy' }, { level: 'error' }) as FastifyBaseLogger,
+    disableRequestLogging: true,
+    genReqId: (req) => chooseRequestId(req.headers['x-request-id'], randomUUID),
+    return503OnClosing: false, // keep answering requests that arrive on open connections while draining
+    forceCloseConnections: 'idle',
+    maxParamLength: 1000,
+  });
+  const forwarder = new Forwarder({ metrics: deps.metrics, dispatcher: deps.dispatcher, sendError: sendGatewayError });
+
+  app.decorateRequest('waygate', null);
+  app.decorateRequest('startedAt', 0n);
+
+  app.addHook('onRequest', (request, reply, done) => {
+    request.startedAt = process.hrtime.bigint();
+    reply.header('x-request-id', request.id);
+    const rawUrl = request.raw.url ?? '/';
+    const queryAt = rawUrl.indexOf('?');
+    const rawPath = queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt);
+    const path = normalizePath(rawPath);
+    if (path === undefined) return sendGatewayError(reply, new GatewayError('INVALID_PATH'));
+    const entry = deps.table().find({ path, host: hostWithoutPort(request.headers.host), method: request.method, headers: request.headers });
+    if (!entry) return sendGatewayError(reply, new GatewayError('ROUTE_NOT_FOUND', { detail: `${request.method} ${path}` }));
+    const upstreamPath = entry.route.stripPrefix ? stripPathPrefix(path, entry.route.match.pathPrefix) : path;
+    const upstreamUrl = queryAt === -1 ? upstreamPath : upstreamPath + rawUrl.slice(queryAt);
+    // http-proxy derives the upstream path (also for WebSockets) from the request URL.
+    request.raw.url = upstreamUrl;
+    request.waygate = {
+      entry,
+      upstreamUrl,
+      hashKey: hashKeyOf(request, entry.route.hashKey),
+      tried: undefined,
+      attempts: 0,
+      body: undefined,
+      retriable: true,
+      endAttempt: undefined,
+      releaseInstance: undefined,
+      lastFailure: undefined,
+      holdsRetrySlot: false,
+    };
+    done();
+  });
+
+  app.addHook('onResponse', (request, reply, done) => {
+    const route = request.waygate?.entry.route.name ?? '(none)';
+    const method = KNOWN_METHODS.has(request.method) ? request.method : 'OTHER';
+    deps.metrics.requests.inc({ route, method, code: String(reply.statusCode) });
+    deps.metrics.requestDuration.observe({ route }, Number(process.hrtime.bigint() - request.startedAt) / 1e9);
+    done();
+  });
+
+  app.setErrorHandler((error: Error & { statusCode?: number }, _request, reply) => {
+    const status = error.statusCode ?? 500;
+    sendGatewayError(reply, new GatewayError(status < 500 ? 'BAD_REQUEST' : 'INTERNAL_ERROR', { detail: error.message }));
+  });
+
+  await app.register(httpProxy, {
+    upstream: '',
+    websocket: true,
+    httpMethods: PROXIED_METHODS,
+    disableRequestLogging: true,
+    undici: deps.dispatcher as never,
+    internalRewriteLocationHeader: false,
+    preHandler: async (request: FastifyRequest) => {
+      const ctx = request.waygate;
+      if (ctx) await bufferForRetry(request, ctx);
+    },
+    replyOptions: {
+      // Used by the WebSocket path only; HTTP requests choose per attempt in Forwarder.
+      getUpstream: (request: FastifyRequest) => {
+        const ctx = request.waygate;
+        if (!ctx) return 'http://127.0.0.1:9';
+        const selection = ctx.entry.pool.select(undefined, ctx.entry.route.panicThreshold, Date.now());
+        const instance = selection.kind === 'candidates' ? ctx.entry.balancer.pick(selection.candidates, { hashKey: ctx.hashKey }) : undefined;
+        return instance?.url ?? 'http://127.0.0.1:9';
+      },
+      rewriteHeaders: (headers: Record<string, unknown>) => {
+        const copy = { ...headers };
+        delete copy.connection;
+        delete copy['keep-alive'];
+        delete copy['transfer-encoding'];
+        return copy;
+      },
+    },
+    wsClientOptions: {
+      rewriteRequestHeaders: (headers: Record<string, unknown>, request: FastifyRequest) => {
+        const out: Record<string, unknown> = { ...headers };
+        if (request.headers.cookie) out.cookie = request.headers.cookie;
+        if (request.headers.authorization) out.authorization = request.headers.authorization;
+        addForwardingHeaders(out, { clientIp: request.ip, protocol: request.protocol, originalHost: request.headers.host, requestId: String(request.id) });
+        return out;
+      },
+    },
+    handler: (request: FastifyRequest, reply: FastifyReply, _dest: string, options: unknown) => {
+      const ctx = request.waygate;
+      if (!ctx) return sendGatewayError(reply, new GatewayError('ROUTE_NOT_FOUND'));
+      forwarder.forward(request, reply, ctx, options as never);
+      return reply;
+    },
+  } as never);
+
+  return app;
+}

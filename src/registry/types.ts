@@ -1,0 +1,40 @@
+/** One reachable copy of a service, as the registry reports it. */
+export interface Instance {
+  /** Stable identity within its service (static: the URL; Consul: Node/Service.ID). */
+  readonly id: string;
+  /** Origin to proxy to, e.g. http://10.0.0.7:8080 (no path). */
+  readonly url: string;
+  /** Relative load-balancing weight, >= 1. */
+  readonly weight: number;
+  readonly tags: readonly string[];
+}
+
+/** What a registry knows of one service at one moment. */
+export interface ServiceSnapshot {
+  readonly name: string;
+  /** Instances the registry considers healthy (passing checks). */
+  readonly instances: readonly Instance[];
+  /** Instances the registry knows but considers unhealthy (shown in /admin/routes and metrics). */
+  readonly unhealthy: readonly Instance[];
+}
+
+/** Health and freshness of one registry backend, for /health/ready and /admin/routes. */
+export interface RegistryStatus {
+  readonly name: string;
+  /** True once every watched service has been read successfully at least once. */
+  readonly synced: boolean;
+  readonly lastSyncAt: number | undefined;
+  readonly lastError: string | undefined;
+}
+
+/** A source of instances. Implementations push snapshots; readers never wait on them. */
+export interface Registry {
+  readonly name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  status(): RegistryStatus;
+  /** Latest snapshot of a service, or undefined when this registry does not serve it. */
+  snapshot(service: string): ServiceSnapshot | undefined;
+  /** Called with the service name whenever its snapshot changes. */
+  onChange(listener: (service: string) => void): void;
+}

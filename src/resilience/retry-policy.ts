@@ -1,0 +1,62 @@
+import type { RetryCondition } from '../config/types.ts';
+
+const CONNECT_FAILURE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_CLOSED',
+]);
+
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT', 'FST_REPLY_FROM_GATEWAY_TIMEOUT']);
+
+const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** Walks an error and its causes looking for the first Node/undici error code. */
+export function rootErrorCode(error: unknown): string | undefined {
+  let current: unknown = error;
+  let code: string | undefined;
+  for (let depth = 0; depth < 5 && current; depth++) {
+    const candidate = (current as { code?: unknown }).code;
+    if (typeof candidate === 'string') code = candidate;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return code;
+}
+
+export type AttemptFailure = 'connect-failure' | 'timeout' | 'other';
+
+/** Classifies a failed attempt that produced no response. */
+export function classifyAttemptError(error: unknown): AttemptFailure {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string') {
+      if (code === 'UND_ERR_CONNECT_TIMEOUT') return 'connect-failure';
+      if (TIMEOUT_CODES.has(code)) return 'timeout';
+      if (CONNECT_FAILURE_CODES.has(code)) return 'connect-failure';
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return 'other';
+}
+
+export function isIdempotent(method: string): boolean {
+  return IDEMPOTENT_METHODS.has(method);
+}
+
+/** True when an upstream status may be retried on another instance for this method. */
+export function isRetriableStatus(method: string, status: number, retryOn: readonly RetryCondition[]): boolean {
+  if (status !== 502 && status !== 503 && status !== 504) return false;
+  return isIdempotent(method) && retryOn.includes(String(status) as RetryCondition);
+}
+
+/** Small jittered backoff before a retry: 0..(10 ms × attempt), capped at 50 ms. */
+export function retryBackoffMs(attempt: number, random: () => number = Math.random): number {
+  return Math.floor(random() * Math.min(10 * attempt, 50));
+}

@@ -1,0 +1,178 @@
+import type { CircuitBreakerConfig, OutlierDetectionConfig } from '../config/types.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { GatewayMetrics } from '../observability/metrics.ts';
+import type { Instance, ServiceSnapshot } from '../registry/types.ts';
+import { type BreakerClock, type BreakerState, InstanceBreaker } from '../resilience/breakers.ts';
+import { OutlierDetector } from '../resilience/outlier.ts';
+
+/** Live, per-instance state that outlives registry snapshots (in-flight count, breaker). */
+export interface InstanceRuntime {
+  instance: Instance;
+  inflight: number;
+  readonly breaker: InstanceBreaker;
+}
+
+/** What a request may use right now. */
+export type Selection =
+  | { readonly kind: 'candidates'; readonly candidates: Instance[]; readonly panic: boolean }
+  | { readonly kind: 'no-instance' }
+  | { readonly kind: 'circuit-open'; readonly retryAfterSeconds: number };
+
+export interface ServicePoolOptions {
+  readonly name: string;
+  readonly registry: string;
+  /** Tags every instance must carry (route `tags`); pools are per service and tag set. */
+  readonly tags: readonly string[];
+  readonly circuitBreaker: CircuitBreakerConfig;
+  readonly outlierDetection: OutlierDetectionConfig;
+  readonly clock: BreakerClock;
+  readonly metrics: GatewayMetrics;
+  readonly logger: Logger;
+}
+
+/**
+ * Everything the request path needs to know about one service: registry-healthy instances, their
+ * breakers, in-flight counts and outlier ejections. Registry updates swap arrays; readers never wait.
+ */
+export class ServicePool {
+  readonly name: string;
+  readonly registry: string;
+  private runtimes = new Map<string, InstanceRuntime>();
+  private healthyRuntimes: InstanceRuntime[] = [];
+  private unhealthyInstances: readonly Instance[] = [];
+  private readonly outlier: OutlierDetector;
+  lastSyncAt: number | undefined;
+  lastError: string | undefined;
+
+  constructor(private readonly options: ServicePoolOptions) {
+    this.name = options.name;
+    this.registry = options.registry;
+    this.outlier = new OutlierDetector(options.outlierDetection);
+  }
+
+  /** Replaces the instance set with a registry snapshot, keeping runtime state of instances that stay. */
+  update(snapshot: ServiceSnapshot): void {
+    const next = new Map<string, InstanceRuntime>();
+    const healthy: InstanceRuntime[] = [];
+    const tags = this.options.tags;
+    for (const instance of snapshot.instances) {
+      if (tags.length > 0 && !tags.every((tag) => instance.tags.includes(tag))) continue;
+      let runtime = this.runtimes.get(instance.id);
+      if (runtime && runtime.instance.url === instance.url) {
+        runtime.instance = instance; // same object keeps in-flight counts of requests already under way
+      } else {
+        runtime?.breaker.shutdown();
+        runtime = { instance, inflight: 0, breaker: this.createBreaker(instance) };
+      }
+      next.set(instance.id, runtime);
+      healthy.push(runtime);
+    }
+    for (const [id, runtime] of this.runtimes) {
+      if (next.get(id) !== runtime) {
+        runtime.breaker.shutdown();
+        this.outlier.forget(id);
+        this.options.metrics.circuitBreakerOpen.remove({ service: this.name, instance: id });
+      }
+    }
+    this.runtimes = next;
+    this.healthyRuntimes = healthy;
+    this.unhealthyInstances = tags.length > 0
+      ? snapshot.unhealthy.filter((instance) => tags.every((tag) => instance.tags.includes(tag)))
+      : snapshot.unhealthy;
+    this.options.metrics.instances.set({ service: this.name, state: 'healthy' }, healthy.length);
+    this.options.metrics.instances.set({ service: this.name, state: 'unhealthy' }, this.unhealthyInstances.length);
+  }
+
+  private createBreaker(instance: Instance): InstanceBreaker {
+    const { metrics, logger } = this.options;
+    return new InstanceBreaker(this.options.circuitBreaker, this.options.clock, (state: BreakerState) => {
+      metrics.circuitBreakerOpen.set({ service: this.name, instance: instance.id }, state === 'open' ? 1 : 0);
+      logger.warn({ service: this.name, instance: instance.id, url: instance.url, breaker: state }, `circuit breaker ${state}`);
+    });
+  }
+
+  runtime(id: string): InstanceRuntime | undefined {
+    return this.runtimes.get(id);
+  }
+
+  inflight(id: string): number {
+    return this.runtimes.get(id)?.inflight ?? 0;
+  }
+
+  get healthyCount(): number {
+    return this.healthyRuntimes.length;
+  }
+
+  /**
+   * Instances a request may try, skipping `tried`. Below panicThreshold % usable instances, breakers
+   * and ejections are ignored so a partial outage never becomes a total one; when every breaker is
+   * open the service is failing as a whole and the caller answers CIRCUIT_OPEN at once.
+   */
+  select(tried: ReadonlySet<string> | undefined, panicThreshold: number, now: number): Selection {
+    const all = this.healthyRuntimes;
+    if (all.length === 0) return { kind: 'no-instance' };
+    const usable: Instance[] = [];
+    let openCount = 0;
+    let usableTotal = 0;
+    for (const runtime of all) {
+      const open = !runtime.breaker.acceptsTraffic;
+      if (open) openCount += 1;
+      if (open || this.outlier.isEjected(runtime.instance.id, now)) continue;
+      usableTotal += 1;
+      if (tried === undefined || !tried.has(runtime.instance.id)) usable.push(runtime.instance);
+    }
+    if (openCount === all.length) {
+      let nextTrial = Infinity;
+      for (const runtime of all) nextTrial = Math.min(nextTrial, runtime.breaker.nextTrialAt);
+      return { kind: 'circuit-open', retryAfterSeconds: Math.max(1, Math.ceil((nextTrial - now) / 1000)) };
+    }
+    if ((usableTotal / all.length) * 100 < panicThreshold) {
+      const everyone: Instance[] = [];
+      for (const runtime of all) if (tried === undefined || !tried.has(runtime.instance.id)) everyone.push(runtime.instance);
+      return everyone.length > 0 ? { kind: 'candidates', candidates: everyone, panic: true } : { kind: 'no-instance' };
+    }
+    return usable.length > 0 ? { kind: 'candidates', candidates: usable, panic: false } : { kind: 'no-instance' };
+  }
+
+  /** Feeds an attempt's outcome to outlier detection; logs and counts ejections. */
+  recordOutcome(id: string, failed: boolean, now: number): void {
+    if (!failed) {
+      this.outlier.recordSuccess(id);
+      return;
+    }
+    const until = this.outlier.recordFailure(id, now, this.healthyRuntimes.length);
+    if (until !== undefined) {
+      this.options.metrics.outlierEjections.inc({ service: this.name });
+      this.options.logger.warn({ service: this.name, instance: id, ejectedForMs: until - now }, 'instance ejected as an outlier');
+    }
+  }
+
+  /** Snapshot for /admin/routes. */
+  describe(now: number): { instances: Array<Record<string, unknown>> } {
+    const instances: Array<Record<string, unknown>> = [];
+    for (const runtime of this.healthyRuntimes) {
+      const ejectedUntil = this.outlier.ejectedUntil(runtime.instance.id, now);
+      instances.push({
+        id: runtime.instance.id,
+        url: runtime.instance.url,
+        healthy: true,
+        breaker: runtime.breaker.state,
+        ejected: ejectedUntil !== undefined,
+        ejectedUntil: ejectedUntil === undefined ? null : new Date(ejectedUntil).toISOString(),
+        weight: runtime.instance.weight,
+        inflight: runtime.inflight,
+        tags: runtime.instance.tags,
+      });
+    }
+    for (const instance of this.unhealthyInstances) {
+      instances.push({ id: instance.id, url: instance.url, healthy: false, breaker: 'closed', ejected: false, ejectedUntil: null, weight: instance.weight, inflight: 0, tags: instance.tags });
+    }
+    return { instances };
+  }
+
+  close(): void {
+    for (const runtime of this.runtimes.values()) runtime.breaker.shutdown();
+    this.runtimes.clear();
+    this.healthyRuntimes = [];
+  }
+}
