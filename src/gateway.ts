@@ -6,6 +6,10 @@ import { createLogger, type Logger } from './observability/logger.ts';
 import { GatewayMetrics } from './observability/metrics.ts';
 import { AttemptDispatcher } from './proxy/dispatcher.ts';
 import { buildPublicServer } from './proxy/public-server.ts';
+import { ConsulClient } from './registry/consul/client.ts';
+import { ConsulRegistry } from './registry/consul/registry.ts';
+import { SelfRegistration } from './registry/consul/self-registration.ts';
+import { mergeRoutes, routesFromTags } from './registry/consul/tag-routes.ts';
 import { StaticRegistry } from './registry/static.ts';
 import type { Registry } from './registry/types.ts';
 import { BreakerClock } from './resilience/breakers.ts';
@@ -41,8 +45,29 @@ export class Gateway {
     this.logger = options.logger ?? createLogger();
     this.metrics = options.metrics ?? new GatewayMetrics();
     this.dispatcher = new AttemptDispatcher({ connectTimeoutMs: config.defaults.connectTimeoutMs });
-    this.registries = [new StaticRegistry(config.registry.static.services, this.logger, this.metrics), ...(options.registries ?? [])];
+    const discovery = options.registries ?? (config.registry.consul ? [this.createConsul()] : []);
+    this.registries = [new StaticRegistry(config.registry.static.services, this.logger, this.metrics), ...discovery];
   }
+
+  private consulClient: ConsulClient | undefined;
+
+  private createConsul(): ConsulRegistry {
+    const consul = this.config.registry.consul!;
+    this.consulClient = new ConsulClient(consul);
+    const registry = new ConsulRegistry(consul, this.consulClient, this.logger, this.metrics, { watchCatalog: consul.tagRoutes });
+    if (consul.tagRoutes) {
+      registry.onCatalog((catalog) => {
+        const merged = mergeRoutes(this.config.routes, routesFromTags(catalog, this.config.defaults));
+        const key = merged.map((route) => `${route.name}|${route.match.pathPrefix}|${route.stripPrefix}`).join('\n');
+        if (key === this.routesKey) return;
+        this.logger.info({ routes: merged.length, fromTags: merged.length - this.config.routes.length }, 'consul: tag routes changed');
+        this.setRoutes(merged);
+      });
+    }
+    return registry;
+  }
+
+  private routesKey = '';
 
   /** Which registry serves a service: static when listed there, else the first other registry. */
   registryFor(service: string): Registry | undefined {
@@ -89,6 +114,10 @@ export class Gateway {
 
   /** Swaps in a new routing table; requests already matched keep the entry they hold. */
   setRoutes(routes: readonly RouteConfig[]): void {
+    this.routesKey = routes.map((route) => `${route.name}|${route.match.pathPrefix}|${route.stripPrefix}`).join('\n');
+    for (const registry of this.registries) {
+      registry.track?.(routes.filter((route) => this.registryFor(route.service) === registry).map((route) => route.service));
+    }
     this.table = this.buildTable(routes);
   }
 
@@ -124,7 +153,8 @@ export class Gateway {
     for (const entry of this.table.entries) {
       const pool = entry.pool;
       if (services[pool.name]) continue;
-      const status = this.registries.find((registry) => registry.name === pool.registry)?.status();
+      const registry = this.registries.find((candidate) => candidate.name === pool.registry);
+      const status = registry?.serviceStatus?.(pool.name) ?? registry?.status();
       services[pool.name] = {
         registry: pool.registry,
         lastSyncAt: status?.lastSyncAt ? new Date(status.lastSyncAt).toISOString() : null,
@@ -172,7 +202,31 @@ export class Gateway {
     this.publicServer = await buildPublicServer({ table: () => this.table, metrics: this.metrics, logger: this.logger, dispatcher: this.dispatcher });
     await this.publicServer.listen({ host: this.config.server.host, port: this.config.server.port });
     this.phase = 'serving';
+    await this.registerWithConsul();
     this.logger.info({ server: this.publicAddress, admin: this.adminAddress, routes: this.config.routes.length }, 'waygate serving');
+  }
+
+  /** Self-registration: only once serving, so Consul's first check of /health/ready can pass. */
+  private async registerWithConsul(): Promise<void> {
+    const register = this.config.registry.consul?.register;
+    if (!register || !this.consulClient) return;
+    const adminPort = Number(new URL(this.adminAddress).port);
+    const publicPort = register.port === 0 ? Number(new URL(this.publicAddress).port) : register.port;
+    const self = new SelfRegistration(this.consulClient, { ...register, port: publicPort }, { ...this.config.admin, port: adminPort });
+    try {
+      await self.registerNow();
+      this.logger.info({ id: register.id, name: register.name }, 'consul: registered the gateway');
+    } catch (error) {
+      this.logger.error({ err: (error as Error).message }, 'consul: self-registration failed; serving anyway');
+    }
+    this.onShutdown(async () => {
+      try {
+        await self.deregister();
+        this.logger.info({ id: register.id }, 'consul: deregistered the gateway');
+      } catch (error) {
+        this.logger.error({ err: (error as Error).message }, 'consul: deregistration failed');
+      }
+    });
   }
 
   get publicAddress(): string {
@@ -211,6 +265,7 @@ export class Gateway {
     this.clock.stop();
     await this.dispatcher.close().catch(() => undefined);
     await this.adminServer?.close();
+    await this.consulClient?.close().catch(() => undefined);
     this.phase = 'stopped';
     this.logger.info('shutdown: complete');
   }

@@ -13,7 +13,7 @@ export interface AdminView {
 
 /** The operator-facing listener: health, metrics and the live routing table; never on the public port. */
 export function buildAdminServer(view: AdminView): FastifyInstance {
-  const app = Fastify({ loggerInstance: view.logger.child({ component: 'admin' }, { level: 'error' }) as FastifyBaseLogger, disableRequestLogging: true, forceCloseConnections: true });
+  const app = Fastify({ loggerInstance: view.logger.child({ component: 'admin' }, { level: 'error' }) as FastifyBaseLogger, forceCloseConnections: true });
 
   app.get('/health/live', async () => ({ status: 'UP' }));
 

@@ -20,6 +20,8 @@ declare module 'fastify' {
 }
 
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'CONNECT']);
+/** Never contacted: HTTP attempts choose their own instance in Forwarder. */
+const PLAIN_HTTP_PLACEHOLDER = 'http://127.0.0.1';
 const PROXIED_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS', 'TRACE'];
 
 export interface PublicServerDeps {
@@ -73,14 +75,14 @@ async function bufferForRetry(request: FastifyRequest, ctx: ProxyContext): Promi
 export async function buildPublicServer(deps: PublicServerDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger.child({ component: 'proxy' }, { level: 'error' }) as FastifyBaseLogger,
-    disableRequestLogging: true,
     genReqId: (req) => chooseRequestId(req.headers['x-request-id'], randomUUID),
     return503OnClosing: false, // keep answering requests that arrive on open connections while draining
     forceCloseConnections: 'idle',
-    maxParamLength: 1000,
   });
   const forwarder = new Forwarder({ metrics: deps.metrics, dispatcher: deps.dispatcher, sendError: sendGatewayError });
 
+  // Bodies must reach the proxy as raw streams; Fastify's own text/plain parser would consume them.
+  app.removeAllContentTypeParsers();
   app.decorateRequest('waygate', null);
   app.decorateRequest('startedAt', 0n);
 
@@ -131,7 +133,6 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     upstream: '',
     websocket: true,
     httpMethods: PROXIED_METHODS,
-    disableRequestLogging: true,
     undici: deps.dispatcher as never,
     internalRewriteLocationHeader: false,
     preHandler: async (request: FastifyRequest) => {
@@ -142,10 +143,11 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
       // Used by the WebSocket path only; HTTP requests choose per attempt in Forwarder.
       getUpstream: (request: FastifyRequest) => {
         const ctx = request.waygate;
-        if (!ctx) return 'http://127.0.0.1:9';
+        // http-proxy also calls this for plain HTTP; only a WebSocket upgrade may consume a balancer pick.
+        if (!ctx || request.headers.upgrade?.toLowerCase() !== 'websocket') return PLAIN_HTTP_PLACEHOLDER;
         const selection = ctx.entry.pool.select(undefined, ctx.entry.route.panicThreshold, Date.now());
         const instance = selection.kind === 'candidates' ? ctx.entry.balancer.pick(selection.candidates, { hashKey: ctx.hashKey }) : undefined;
-        return instance?.url ?? 'http://127.0.0.1:9';
+        return instance?.url ?? PLAIN_HTTP_PLACEHOLDER;
       },
       rewriteHeaders: (headers: Record<string, unknown>) => {
         const copy = { ...headers };

@@ -37,4 +37,8 @@ export interface Registry {
   snapshot(service: string): ServiceSnapshot | undefined;
   /** Called with the service name whenever its snapshot changes. */
   onChange(listener: (service: string) => void): void;
+  /** Tells a discovering registry which services routes need (static registries ignore it). */
+  track?(services: Iterable<string>): void;
+  /** Freshness of one service, when the registry tracks it separately. */
+  serviceStatus?(service: string): { lastSyncAt: number | undefined; lastError: string | undefined } | undefined;
 }

@@ -304,11 +304,19 @@ routes:
   });
 
   it('supports YAML anchors and merge keys', () => {
-    const config = ok(`x-common: &common
-  timeout: 3s
-${HELLO}    <<: *common
-`.replace('x-common: &common\n  timeout: 3s\n', 'defaults: &common\n  timeout: 3s\n'));
-    assert.equal(config.routes[0]?.timeoutMs, 3_000);
+    const text = `${HELLO}    retryBudget: &budget { percent: 5 }
+  - name: second
+    service: hello
+    match: { pathPrefix: /second }
+    retryBudget: { <<: *budget, minConcurrent: 9 }
+    tags: &tags [x]
+  - { name: third, service: hello, match: { pathPrefix: /third }, tags: *tags, retryBudget: { <<: *budget, bogus: 1 } }
+`;
+    // Line 16 is the third route; the unknown key inside it is still located.
+    assert.deepStrictEqual(problems(text), ['gw.yaml:16:108 routes[2].retryBudget.bogus: unknown key "bogus"']);
+    const config = ok(text.replace(', bogus: 1', ''));
+    assert.deepStrictEqual(config.routes[1]?.retryBudget, { percent: 5, minConcurrent: 9 });
+    assert.deepStrictEqual(config.routes[2]?.tags, ['x']);
   });
 });
 

@@ -1,0 +1,93 @@
+import { Backoff, blockingTimeoutMs, formatWait, indexChanged, nextIndex, TokenBucket } from './blocking.ts';
+import { type ConsulAnswer, ConsulCallError } from './client.ts';
+
+/** How a blocking loop reports to its owner. */
+export interface LoopHooks {
+  /** New data (or the first answer, or a reset). Throwing here counts as a bad answer. */
+  readonly onData: (body: unknown, index: number) => void;
+  readonly onSuccess: () => void;
+  readonly onError: (error: ConsulCallError) => void;
+}
+
+export interface BlockingLoopOptions {
+  readonly waitMs: number;
+  /** Performs one GET with the given index/wait; must honour the signal. */
+  readonly call: (query: { index?: number; wait?: string }, timeoutMs: number, signal: AbortSignal) => Promise<ConsulAnswer>;
+  readonly hooks: LoopHooks;
+  /** Backoff after an ACL refusal: slow, so a missing permission does not turn into a flood. */
+  readonly deniedBackoff?: Backoff;
+  readonly errorBackoff?: Backoff;
+}
+
+/** Sleeps, waking early (resolving false) when the signal aborts. */
+export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * One Consul blocking query, repeated forever: index/wait per CONTRACT facts 1–7, reset when the index
+ * goes backwards, rate-limited by a token bucket, exponential backoff on errors, last data kept on failure.
+ */
+export class BlockingLoop {
+  private readonly controller = new AbortController();
+  private readonly bucket = new TokenBucket(5, 200, Date.now());
+  private readonly errorBackoff: Backoff;
+  private readonly deniedBackoff: Backoff;
+  private running: Promise<void> | undefined;
+  index = 0;
+
+  constructor(private readonly options: BlockingLoopOptions) {
+    this.errorBackoff = options.errorBackoff ?? new Backoff(100, 1_000);
+    this.deniedBackoff = options.deniedBackoff ?? new Backoff(2_000, 30_000);
+  }
+
+  start(): void {
+    this.running ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.controller.abort();
+    await this.running;
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.controller.signal;
+    while (!signal.aborted) {
+      const delay = this.bucket.take(Date.now());
+      if (delay > 0 && !(await sleep(delay, signal))) return;
+      const sent = this.index;
+      const query = sent === 0 ? {} : { index: sent, wait: formatWait(this.options.waitMs) };
+      const timeoutMs = sent === 0 ? 10_000 : blockingTimeoutMs(this.options.waitMs);
+      try {
+        const answer = await this.options.call(query, timeoutMs, signal);
+        if (signal.aborted) return;
+        if (answer.index === undefined) throw new ConsulCallError('bad-answer', 'Consul answer has no X-Consul-Index; blocking is not supported here');
+        const next = nextIndex(sent, answer.index);
+        if (indexChanged(sent, answer.index) || next === 0) this.options.hooks.onData(answer.body, answer.index);
+        this.index = next;
+        this.errorBackoff.reset();
+        this.deniedBackoff.reset();
+        this.options.hooks.onSuccess();
+      } catch (error) {
+        if (signal.aborted) return;
+        const failure = error instanceof ConsulCallError ? error : new ConsulCallError('bad-answer', (error as Error).message, { cause: error });
+        this.options.hooks.onError(failure);
+        // Ask again from scratch after a failure: the next good answer is then always treated as news.
+        this.index = 0;
+        const backoff = failure.kind === 'permission-denied' ? this.deniedBackoff : this.errorBackoff;
+        if (!(await sleep(backoff.next(), signal))) return;
+      }
+    }
+  }
+}

@@ -1,0 +1,82 @@
+import type { Instance } from '../types.ts';
+
+/** Thrown when Consul answers something that is not the documented shape. */
+export class ConsulShapeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConsulShapeError';
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function origin(address: string, port: number): string {
+  const host = address.includes(':') && !address.startsWith('[') ? `[${address}]` : address;
+  return `http://${host}:${port}`;
+}
+
+/**
+ * Turns a /v1/health/service/:name answer into instances (CONTRACT facts 10–12): id is Node/Service.ID,
+ * address is Service.Address or Node.Address when empty, weight is Weights.Passing.
+ */
+export function parseHealthService(body: unknown, service: string): Instance[] {
+  if (!Array.isArray(body)) throw new ConsulShapeError(`health/service/${service}: expected an array`);
+  const instances: Instance[] = [];
+  for (const entry of body) {
+    if (!isObject(entry) || !isObject(entry.Service) || !isObject(entry.Node)) {
+      throw new ConsulShapeError(`health/service/${service}: entry without Node/Service`);
+    }
+    const svc = entry.Service;
+    const node = entry.Node;
+    const port = svc.Port;
+    const address = typeof svc.Address === 'string' && svc.Address !== '' ? svc.Address : node.Address;
+    if (typeof address !== 'string' || address === '' || typeof port !== 'number' || !Number.isInteger(port) || port <= 0 || port > 65535) {
+      throw new ConsulShapeError(`health/service/${service}: entry ${String(svc.ID)} has no usable address/port`);
+    }
+    const weights = isObject(svc.Weights) ? svc.Weights : undefined;
+    const passing = typeof weights?.Passing === 'number' && weights.Passing >= 1 ? Math.floor(weights.Passing) : 1;
+    const tags = Array.isArray(svc.Tags) ? svc.Tags.filter((tag): tag is string => typeof tag === 'string') : [];
+    instances.push({ id: `${String(node.Node)}/${String(svc.ID ?? svc.Service)}`, url: origin(address, port), weight: passing, tags });
+  }
+  instances.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return instances;
+}
+
+/** Parses /v1/catalog/services: `{ name: [tags] }`. */
+export function parseCatalogServices(body: unknown): Map<string, string[]> {
+  if (!isObject(body)) throw new ConsulShapeError('catalog/services: expected an object');
+  const services = new Map<string, string[]>();
+  for (const [name, tags] of Object.entries(body)) {
+    if (tags !== null && !Array.isArray(tags)) throw new ConsulShapeError(`catalog/services: tags of ${name} are not a list`);
+    services.set(name, (tags ?? []).filter((tag): tag is string => typeof tag === 'string'));
+  }
+  return services;
+}
+
+/**
+ * Digests a /v1/health/state/any answer per service: a change in any check of a service (or of a node
+ * it runs on) changes that service's digest. Only services in `watched` are digested.
+ */
+export function digestHealthState(body: unknown, watched: ReadonlySet<string>): { perService: Map<string, string>; nodes: Map<string, string> } {
+  if (!Array.isArray(body)) throw new ConsulShapeError('health/state: expected an array');
+  const perService = new Map<string, string[]>();
+  const nodes = new Map<string, string[]>();
+  for (const check of body) {
+    if (!isObject(check)) throw new ConsulShapeError('health/state: entry is not an object');
+    const service = typeof check.ServiceName === 'string' ? check.ServiceName : '';
+    const line = `${String(check.Node)}|${String(check.ServiceID)}|${String(check.CheckID)}|${String(check.Status)}`;
+    if (service === '') {
+      const node = String(check.Node);
+      (nodes.get(node) ?? nodes.set(node, []).get(node)!).push(line);
+    } else if (watched.has(service)) {
+      (perService.get(service) ?? perService.set(service, []).get(service)!).push(line);
+    }
+  }
+  const digest = (lines: string[]) => lines.sort().join(';');
+  return {
+    perService: new Map([...perService].map(([name, lines]) => [name, digest(lines)])),
+    nodes: new Map([...nodes].map(([name, lines]) => [name, digest(lines)])),
+  };
+}

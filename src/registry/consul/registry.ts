@@ -1,0 +1,331 @@
+import type { ConsulConfig } from '../../config/types.ts';
+import type { Logger } from '../../observability/logger.ts';
+import type { GatewayMetrics } from '../../observability/metrics.ts';
+import type { Registry, RegistryStatus, ServiceSnapshot } from '../types.ts';
+import { ConsulCallError, type ConsulClient, MAX_CONSUL_CONNECTIONS } from './client.ts';
+import { BlockingLoop, sleep } from './loop.ts';
+import { digestHealthState, parseCatalogServices, parseHealthService } from './parse.ts';
+
+/** Up to this many routed services, each gets its own blocking query (exact per-service index). */
+export const PER_SERVICE_WATCH_LIMIT = 24;
+/** Re-reads that may run at once in change-feed mode; with the two feeds this stays under MAX_CONSUL_CONNECTIONS. */
+export const REREAD_CONCURRENCY = 16;
+/** Change-feed mode re-reads every service this often, catching instances that have no checks at all. */
+export const FULL_RESYNC_MS = 5 * 60_000;
+
+interface ServiceState {
+  synced: boolean;
+  lastSyncAt: number | undefined;
+  lastError: string | undefined;
+  denied: boolean;
+}
+
+export type WatchMode = 'per-service' | 'change-feed';
+
+/**
+ * Instances from Consul's health API. Few services: one blocking query each. Many services: one
+ * cluster-wide change feed (/v1/health/state/any) plus /v1/catalog/services, whose changes trigger
+ * targeted re-reads of just the services that changed, with a concurrency cap.
+ */
+export class ConsulRegistry implements Registry {
+  readonly name = 'consul';
+  private readonly tracked = new Set<string>();
+  private readonly snapshots = new Map<string, ServiceSnapshot>();
+  private readonly states = new Map<string, ServiceState>();
+  private readonly listeners: Array<(service: string) => void> = [];
+  private readonly catalogListeners: Array<(services: Map<string, string[]>) => void> = [];
+  private loops = new Map<string, BlockingLoop>();
+  private mode: WatchMode | undefined;
+  private started = false;
+  private stopController = new AbortController();
+  private outage: string | undefined;
+  private lastSyncAt: number | undefined;
+  private lastError: string | undefined;
+  private catalogLoop: BlockingLoop | undefined;
+  // change-feed mode
+  private digests = new Map<string, string>();
+  private nodeDigests = new Map<string, string>();
+  private servicesOnNode = new Map<string, Set<string>>();
+  private pending = new Set<string>();
+  private rereadsRunning = 0;
+  private resyncTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly config: ConsulConfig,
+    private readonly client: ConsulClient,
+    private readonly logger: Logger,
+    private readonly metrics: GatewayMetrics,
+    private readonly options: { watchCatalog?: boolean; perServiceLimit?: number } = {},
+  ) {}
+
+  get watchMode(): WatchMode | undefined {
+    return this.mode;
+  }
+
+  /** Sets the services routes need; starts or stops watches to match. */
+  track(services: Iterable<string>): void {
+    const next = new Set(services);
+    let changed = next.size !== this.tracked.size;
+    for (const name of next) if (!this.tracked.has(name)) changed = true;
+    if (!changed) return;
+    for (const name of [...this.tracked]) {
+      if (!next.has(name)) {
+        this.tracked.delete(name);
+        this.states.delete(name);
+        void this.loops.get(name)?.stop();
+        this.loops.delete(name);
+      }
+    }
+    for (const name of next) {
+      if (!this.tracked.has(name)) {
+        this.tracked.add(name);
+        this.states.set(name, { synced: false, lastSyncAt: undefined, lastError: undefined, denied: false });
+      }
+    }
+    if (this.started) this.reconcileWatches();
+  }
+
+  async start(): Promise<void> {
+    this.started = true;
+    if (this.options.watchCatalog) this.startCatalogLoop();
+    this.reconcileWatches();
+  }
+
+  async stop(): Promise<void> {
+    this.started = false;
+    this.stopController.abort();
+    clearInterval(this.resyncTimer);
+    await Promise.all([...this.loops.values()].map((loop) => loop.stop()));
+    await this.catalogLoop?.stop();
+    this.loops.clear();
+  }
+
+  status(): RegistryStatus {
+    let synced = true;
+    for (const state of this.states.values()) if (!state.synced) synced = false;
+    if (this.options.watchCatalog && this.catalogLoop && this.catalogSyncs === 0) synced = false;
+    return { name: this.name, synced, lastSyncAt: this.lastSyncAt, lastError: this.lastError };
+  }
+
+  serviceStatus(service: string): ServiceState | undefined {
+    return this.states.get(service);
+  }
+
+  snapshot(service: string): ServiceSnapshot | undefined {
+    return this.snapshots.get(service);
+  }
+
+  onChange(listener: (service: string) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Called with the whole catalog (`name -> tags`) whenever it changes; used by tag routes. */
+  onCatalog(listener: (services: Map<string, string[]>) => void): void {
+    this.catalogListeners.push(listener);
+  }
+
+  private catalogSyncs = 0;
+
+  private reconcileWatches(): void {
+    const wanted: WatchMode = this.tracked.size > (this.options.perServiceLimit ?? PER_SERVICE_WATCH_LIMIT) ? 'change-feed' : 'per-service';
+    if (wanted !== this.mode) {
+      for (const loop of this.loops.values()) void loop.stop();
+      this.loops.clear();
+      clearInterval(this.resyncTimer);
+      this.mode = wanted;
+      this.logger.info({ mode: wanted, services: this.tracked.size }, `consul: watching ${this.tracked.size} services in ${wanted} mode`);
+      if (wanted === 'change-feed') this.startChangeFeed();
+    }
+    if (this.mode === 'per-service') {
+      for (const service of this.tracked) if (!this.loops.has(service)) this.startServiceLoop(service);
+    } else {
+      for (const service of this.tracked) if (!this.states.get(service)?.synced) this.enqueue(service);
+    }
+  }
+
+  // ---- per-service mode -------------------------------------------------------------------------
+
+  private startServiceLoop(service: string): void {
+    const loop = new BlockingLoop({
+      waitMs: this.config.waitMs,
+      call: (query, timeoutMs, signal) => this.readService(service, query, timeoutMs, signal),
+      hooks: {
+        onData: (body) => this.publish(service, body),
+        onSuccess: () => this.markSuccess(service),
+        onError: (error) => this.markError(service, error),
+      },
+    });
+    this.loops.set(service, loop);
+    loop.start();
+  }
+
+  private readService(service: string, query: { index?: number; wait?: string }, timeoutMs: number, signal?: AbortSignal) {
+    return this.client.get(`/v1/health/service/${encodeURIComponent(service)}`, { passing: true, ...query }, timeoutMs, signal);
+  }
+
+  // ---- change-feed mode -------------------------------------------------------------------------
+
+  private startChangeFeed(): void {
+    const feed = new BlockingLoop({
+      waitMs: this.config.waitMs,
+      call: (query, timeoutMs, signal) => this.client.get('/v1/health/state/any', query, timeoutMs, signal),
+      hooks: {
+        onData: (body) => this.onHealthState(body),
+        onSuccess: () => this.markSuccess(undefined),
+        onError: (error) => this.markError(undefined, error),
+      },
+    });
+    this.loops.set('\0health-state', feed);
+    feed.start();
+    if (!this.catalogLoop) this.startCatalogLoop();
+    this.resyncTimer = setInterval(() => {
+      for (const service of this.tracked) this.enqueue(service);
+    }, FULL_RESYNC_MS);
+    this.resyncTimer.unref();
+  }
+
+  private onHealthState(body: unknown): void {
+    const { perService, nodes } = digestHealthState(body, this.tracked);
+    const changedNodes = new Set<string>();
+    for (const [node, digest] of nodes) if (this.nodeDigests.get(node) !== digest) changedNodes.add(node);
+    for (const node of this.nodeDigests.keys()) if (!nodes.has(node)) changedNodes.add(node);
+    this.nodeDigests = nodes;
+    for (const node of changedNodes) for (const service of this.servicesOnNode.get(node) ?? []) this.enqueue(service);
+    for (const service of this.tracked) {
+      const digest = perService.get(service) ?? '';
+      if (this.digests.get(service) !== digest) {
+        this.digests.set(service, digest);
+        this.enqueue(service);
+      }
+    }
+    const onNode = new Map<string, Set<string>>();
+    for (const [service, digest] of perService) {
+      for (const line of digest.split(';')) {
+        const node = line.slice(0, line.indexOf('|'));
+        (onNode.get(node) ?? onNode.set(node, new Set()).get(node)!).add(service);
+      }
+    }
+    this.servicesOnNode = onNode;
+  }
+
+  private enqueue(service: string): void {
+    if (!this.tracked.has(service)) return;
+    this.pending.add(service);
+    this.drainQueue();
+  }
+
+  /** Re-reads pending services, at most REREAD_CONCURRENCY at a time. */
+  private drainQueue(): void {
+    while (this.rereadsRunning < REREAD_CONCURRENCY && this.pending.size > 0 && this.started) {
+      const service = this.pending.values().next().value as string;
+      this.pending.delete(service);
+      this.rereadsRunning += 1;
+      void this.reread(service).finally(() => {
+        this.rereadsRunning -= 1;
+        this.drainQueue();
+      });
+    }
+  }
+
+  private async reread(service: string): Promise<void> {
+    try {
+      const answer = await this.readService(service, {}, 10_000, this.stopController.signal);
+      this.publish(service, answer.body);
+      this.markSuccess(service);
+    } catch (error) {
+      if (!this.started) return;
+      const failure = error instanceof ConsulCallError ? error : new ConsulCallError('bad-answer', (error as Error).message);
+      this.markError(service, failure);
+      // Try again later; the last known instances keep serving meanwhile.
+      if (await sleep(failure.kind === 'permission-denied' ? 10_000 : 1_000, this.stopController.signal)) this.enqueue(service);
+    }
+  }
+
+  // ---- catalog (tag routes, new services) -------------------------------------------------------
+
+  private startCatalogLoop(): void {
+    this.catalogLoop = new BlockingLoop({
+      waitMs: this.config.waitMs,
+      call: (query, timeoutMs, signal) => this.client.get('/v1/catalog/services', query, timeoutMs, signal),
+      hooks: {
+        onData: (body) => {
+          const services = parseCatalogServices(body);
+          this.catalogSyncs += 1;
+          if (this.mode === 'change-feed') for (const service of this.tracked) if (!this.snapshots.has(service) && services.has(service)) this.enqueue(service);
+          for (const listener of this.catalogListeners) listener(services);
+        },
+        onSuccess: () => this.markSuccess(undefined),
+        onError: (error) => this.markError(undefined, error),
+      },
+    });
+    this.catalogLoop.start();
+  }
+
+  // ---- shared bookkeeping -----------------------------------------------------------------------
+
+  private publish(service: string, body: unknown): void {
+    if (!this.tracked.has(service)) return;
+    const instances = parseHealthService(body, service);
+    const previous = this.snapshots.get(service);
+    if (previous && sameInstances(previous.instances, instances)) return;
+    this.snapshots.set(service, { name: service, instances, unhealthy: [] });
+    for (const listener of this.listeners) listener(service);
+  }
+
+  private markSuccess(service: string | undefined): void {
+    const now = Date.now();
+    this.lastSyncAt = now;
+    this.lastError = undefined;
+    this.metrics.registrySynced(this.name, now);
+    if (this.outage !== undefined) {
+      this.logger.warn({ registry: this.name, after: this.outage }, 'consul: reachable again; catching up');
+      this.outage = undefined;
+    }
+    if (service === undefined) return;
+    const state = this.states.get(service);
+    if (!state) return;
+    if (state.denied) this.logger.warn({ service }, `consul: access to service "${service}" allowed again`);
+    state.synced = true;
+    state.denied = false;
+    state.lastSyncAt = now;
+    state.lastError = undefined;
+  }
+
+  private markError(service: string | undefined, error: ConsulCallError): void {
+    this.metrics.registryErrors.inc({ registry: this.name });
+    this.lastError = error.message;
+    const state = service === undefined ? undefined : this.states.get(service);
+    if (state) state.lastError = error.message;
+    if (error.kind === 'permission-denied') {
+      if (state && !state.denied) {
+        state.denied = true;
+        this.logger.error({ service, err: error.message }, `consul: permission denied reading service "${service}"; check the ACL token (retrying slowly)`);
+      } else if (!state && this.outage !== 'permission-denied') {
+        this.outage = 'permission-denied';
+        this.logger.error({ err: error.message }, 'consul: permission denied; check the ACL token (retrying slowly)');
+      }
+      return;
+    }
+    if (this.outage !== error.kind) {
+      this.outage = error.kind;
+      this.logger.error({ registry: this.name, kind: error.kind, err: error.message }, 'consul: unavailable; serving the last known instances');
+    }
+  }
+
+  /** For tests and benchmarks: connections this registry may hold at most right now. */
+  get connectionBudget(): number {
+    return this.mode === 'change-feed' ? 2 + REREAD_CONCURRENCY : this.tracked.size + (this.catalogLoop ? 1 : 0);
+  }
+}
+
+function sameInstances(a: readonly { id: string; url: string; weight: number; tags: readonly string[] }[], b: typeof a): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.id !== y.id || x.url !== y.url || x.weight !== y.weight || x.tags.join(',') !== y.tags.join(',')) return false;
+  }
+  return true;
+}
+
+export { MAX_CONSUL_CONNECTIONS };

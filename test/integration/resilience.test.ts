@@ -1,0 +1,346 @@
+import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
+import { Writable } from 'node:stream';
+import { describe, test } from 'node:test';
+import { pino } from 'pino';
+import { GatewayMetrics } from '../../src/observability/metrics.ts';
+import { metricValue, type RunningGateway, startGateway } from '../support/gateway.ts';
+import { deadPort, startUpstream, type TestUpstream } from '../support/upstream.ts';
+
+/** Captures the gateway's JSON log lines so tests can count state-change messages. */
+function captureLogs(): { logger: ReturnType<typeof pino>; lines: () => Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n')) if (line.trim()) lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logger: pino({ level: 'info' }, sink), lines: () => lines };
+}
+
+function serviceYaml(urls: string[], route: string, extra = ''): string {
+  return `
+registry:
+  static:
+    services:
+      svc:
+        instances: [${urls.map((url) => `"${url}"`).join(', ')}]
+routes:
+  - name: r
+    match: { pathPrefix: / }
+    service: svc
+${route}
+${extra}`;
+}
+
+async function get(url: string, init?: RequestInit): Promise<{ status: number; body: string; headers: Headers }> {
+  const response = await fetch(url, init);
+  return { status: response.status, body: await response.text(), headers: response.headers };
+}
+
+async function until(check: () => Promise<boolean> | boolean, what: string, attempts = 200): Promise<void> {
+  for (let i = 0; i < attempts; i++) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  assert.fail(`never happened: ${what}`);
+}
+
+async function instancesOf(gw: RunningGateway): Promise<Array<{ url: string; breaker: string; ejected: boolean }>> {
+  const routes = (await (await fetch(`${gw.adminUrl}/admin/routes`)).json()) as { services: { svc: { instances: Array<{ url: string; breaker: string; ejected: boolean }> } } };
+  return routes.services.svc.instances;
+}
+
+async function withUpstreams(names: string[], body: (upstreams: TestUpstream[]) => Promise<void>): Promise<void> {
+  const upstreams = await Promise.all(names.map((name) => startUpstream(name)));
+  try {
+    await body(upstreams);
+  } finally {
+    await Promise.all(upstreams.map((upstream) => upstream.close()));
+  }
+}
+
+describe('circuit breakers', () => {
+  test('an instance answering 500 trips its breaker, gets no traffic, and one half-open trial closes it again', async () => {
+    await withUpstreams(['a', 'b'], async ([a, b]) => {
+      const { logger, lines } = captureLogs();
+      const gw = await startGateway(serviceYaml([a!.url, b!.url], `    retries: 0
+    circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4, window: 10s, resetTimeout: 400ms }
+    outlierDetection: { consecutiveFailures: 1000, baseEjectionTime: 30s, maxEjectionTime: 300s, maxEjectionPercent: 50 }
+    panicThreshold: 0`), { logger });
+      try {
+        a!.mode = 'error500';
+        await until(async () => {
+          await get(`${gw.url}/x`);
+          return (await instancesOf(gw)).find((i) => i.url === a!.url)?.breaker === 'open';
+        }, 'breaker of a opens');
+        assert.equal(await metricValue(gw.adminUrl, 'waygate_circuit_breaker_open', { instance: a!.url }), 1);
+        const before = a!.received.length;
+        for (let i = 0; i < 10; i++) assert.equal((await get(`${gw.url}/x`)).status, 200);
+        assert.equal(a!.received.length, before, 'an open instance receives nothing');
+
+        // After resetTimeout the breaker is half-open: of many concurrent requests exactly one goes to `a`.
+        a!.mode = 'ok';
+        a!.delayMs = 300; // keep the trial in flight while the other requests arrive
+        await until(async () => (await instancesOf(gw)).find((i) => i.url === a!.url)?.breaker === 'half-open', 'half-open');
+        const trialStart = a!.received.length;
+        const results = await Promise.all(Array.from({ length: 20 }, () => get(`${gw.url}/x`)));
+        assert.ok(results.every((r) => r.status === 200));
+        assert.equal(a!.received.length - trialStart, 1, 'exactly one trial request');
+        assert.equal((await instancesOf(gw)).find((i) => i.url === a!.url)?.breaker, 'closed');
+        const opened = lines().filter((line) => line.msg === 'circuit breaker open' && line.instance === a!.url);
+        assert.equal(opened.length, 1, 'one log line per state change, not per request');
+      } finally {
+        await gw.stop();
+      }
+    });
+  });
+
+  test('every breaker open: 503 CIRCUIT_OPEN at once, with Retry-After', async () => {
+    await withUpstreams(['a', 'b'], async ([a, b]) => {
+      const gw = await startGateway(serviceYaml([a!.url, b!.url], `    retries: 0
+    circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 2, window: 10s, resetTimeout: 30s }`));
+      try {
+        a!.mode = 'error500';
+        b!.mode = 'error500';
+        await until(async () => (await get(`${gw.url}/x`)).status === 503, 'breakers open');
+        const before = a!.received.length + b!.received.length;
+        const answer = await get(`${gw.url}/x`);
+        assert.equal(answer.status, 503);
+        assert.equal((JSON.parse(answer.body) as { error: { code: string } }).error.code, 'CIRCUIT_OPEN');
+        const retryAfter = Number(answer.headers.get('retry-after'));
+        assert.ok(retryAfter >= 1 && retryAfter <= 30, `Retry-After ${retryAfter}`);
+        assert.equal(a!.received.length + b!.received.length, before, 'no upstream was contacted');
+        assert.ok((await metricValue(gw.adminUrl, 'waygate_upstream_attempts_total', { service: 'svc', outcome: 'failure' }))! >= 2);
+      } finally {
+        await gw.stop();
+      }
+    });
+  });
+});
+
+describe('outlier detection and panic threshold', () => {
+  test('consecutive failures eject an instance, never more than maxEjectionPercent', async () => {
+    await withUpstreams(['a', 'b', 'c'], async ([a, b, c]) => {
+      const { logger, lines } = captureLogs();
+      const gw = await startGateway(serviceYaml([a!.url, b!.url, c!.url], `    retries: 0
+    circuitBreaker: { errorThresholdPercentage: 100, volumeThreshold: 100000, window: 10s, resetTimeout: 10s }
+    outlierDetection: { consecutiveFailures: 3, baseEjectionTime: 30s, maxEjectionTime: 300s, maxEjectionPercent: 34 }
+    panicThreshold: 0`), { logger });
+      try {
+        a!.mode = 'error500';
+        b!.mode = 'error500';
+        for (let i = 0; i < 30; i++) await get(`${gw.url}/x`);
+        const instances = await instancesOf(gw);
+        const ejected = instances.filter((i) => i.ejected).map((i) => i.url);
+        assert.equal(ejected.length, 1, 'only one of three may be ejected at 34 %');
+        assert.ok([a!.url, b!.url].includes(ejected[0]!));
+        assert.equal(await metricValue(gw.adminUrl, 'waygate_outlier_ejections_total', { service: 'svc' }), 1);
+        assert.equal(lines().filter((line) => line.msg === 'instance ejected as an outlier').length, 1);
+        const before = instances.length && (ejected[0] === a!.url ? a! : b!).received.length;
+        for (let i = 0; i < 9; i++) await get(`${gw.url}/x`);
+        assert.equal((ejected[0] === a!.url ? a! : b!).received.length, before, 'an ejected instance receives nothing');
+      } finally {
+        await gw.stop();
+      }
+    });
+  });
+
+  test('below the panic threshold, breakers are ignored and traffic spreads over every healthy instance', async () => {
+    await withUpstreams(['a', 'b', 'c', 'd'], async (ups) => {
+      const gw = await startGateway(serviceYaml(ups.map((u) => u.url), `    retries: 0
+    circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 2, window: 10s, resetTimeout: 30s }
+    outlierDetection: { consecutiveFailures: 1000, baseEjectionTime: 30s, maxEjectionTime: 300s, maxEjectionPercent: 50 }
+    panicThreshold: 50`));
+      try {
+        // Trip three of four breakers: 25 % usable < 50 % panic threshold.
+        for (const u of ups.slice(0, 3)) u.mode = 'error500';
+        await until(async () => {
+          await get(`${gw.url}/x`);
+          return (await instancesOf(gw)).filter((i) => i.breaker === 'open').length === 3;
+        }, 'three breakers open');
+        for (const u of ups.slice(0, 3)) u.mode = 'ok';
+        const counts = ups.map((u) => u.received.length);
+        for (let i = 0; i < 40; i++) assert.equal((await get(`${gw.url}/x`)).status, 200);
+        const got = ups.map((u, i) => u.received.length - counts[i]!);
+        assert.ok(got.every((n) => n > 0), `panic routing reaches every instance: ${got.join(',')}`);
+      } finally {
+        await gw.stop();
+      }
+    });
+  });
+});
+
+describe('retries', () => {
+  test('a killed instance under concurrent GETs costs no client failures', async () => {
+    await withUpstreams(['a', 'b', 'c'], async ([a, b, c]) => {
+      const gw = await startGateway(serviceYaml([a!.url, b!.url, c!.url], '    retries: 2'));
+      try {
+        let stop = false;
+        const failures: number[] = [];
+        let served = 0;
+        const worker = async () => {
+          while (!stop) {
+            const response = await get(`${gw.url}/x`);
+            if (response.status !== 200) failures.push(response.status);
+            served += 1;
+          }
+        };
+        const workers = Array.from({ length: 8 }, worker);
+        await until(() => served > 100, 'warm traffic');
+        await b!.kill();
+        const atKill = served;
+        await until(() => served > atKill + 300, 'traffic after the kill');
+        stop = true;
+        await Promise.all(workers);
+        assert.deepEqual(failures, []);
+        assert.ok((await metricValue(gw.adminUrl, 'waygate_retries_total', { route: 'r' }))! >= 1);
+      } finally {
+        await gw.stop();
+      }
+    });
+  });
+
+  test('a POST with a small body is retried on connect failure and arrives whole', async () => {
+    await withUpstreams(['live'], async ([live]) => {
+      const dead = `http://127.0.0.1:${await deadPort()}`;
+      const gw = await startGateway(serviceYaml([dead, live!.url], '    retries: 2\n    loadBalancer: round-robin'));
+      try {
+        for (let i = 0; i < 4; i++) {
+          const response = await get(`${gw.url}/x`, { method: 'POST', body: `payload-${i}`, headers: { 'content-type': 'text/plain' } });
+          assert.equal(response.status, 200);
+          assert.equal((JSON.parse(response.body) as { body: string }).body, `payload-${i}`);
+        }
+        assert.ok((await metricValue(gw.adminUrl, 'waygate_retries_total', { route: 'r' }))! >= 1);
+      } finally {
+        await gw.stop();
+      }
+    });
+  });
+
+  test('a POST larger than maxRetryBodySize streams and is not retried', async () => {
+    const dead = `http://127.0.0.1:${await deadPort()}`;
+    const gw = await startGateway(serviceYaml([dead], '    retries: 2\n    maxRetryBodySize: 1KiB'));
+    try {
+      const response = await get(`${gw.url}/x`, { method: 'POST', body: 'x'.repeat(4096) });
+      assert.equal(response.status, 502);
+      assert.equal((JSON.parse(response.body) as { error: { code: string } }).error.code, 'UPSTREAM_UNAVAILABLE');
+      assert.equal(await metricValue(gw.adminUrl, 'waygate_retries_total', { route: 'r' }), undefined);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  test('idempotent methods retry on the statuses in retryOn; POST does not', async () => {
+    const failing = await startUpstream('f', { handler: (_req, res) => res.writeHead(503).end('busy') });
+    const good = await startUpstream('g');
+    const gw = await startGateway(serviceYaml([failing.url, good.url], `    retries: 1
+    retryOn: [connect-failure, 503]
+    circuitBreaker: { errorThresholdPercentage: 100, volumeThreshold: 100000, window: 10s, resetTimeout: 10s }
+    outlierDetection: { consecutiveFailures: 100000, baseEjectionTime: 30s, maxEjectionTime: 300s, maxEjectionPercent: 50 }
+    panicThreshold: 0`));
+    try {
+      for (let i = 0; i < 4; i++) assert.equal((await get(`${gw.url}/x`)).status, 200, 'GET moved to the good instance');
+      const posts: Array<{ status: number; body: string }> = [];
+      for (let i = 0; i < 4; i++) posts.push(await get(`${gw.url}/x`, { method: 'POST', body: 'p' }));
+      assert.equal(posts.filter((p) => p.status === 503 && p.body === 'busy').length, 2, 'a POST answered 503 passes through, not retried');
+    } finally {
+      await gw.stop();
+      await failing.close();
+      await good.close();
+    }
+  });
+
+  test('the retry budget stops retries when every instance fails', async () => {
+    // Instances that accept, wait, then reset: each failed attempt holds a retry slot for a while.
+    const slow = await Promise.all(['a', 'b', 'c'].map((name) => startUpstream(name, { handler: (req) => setTimeout(() => req.socket.destroy(), 150) })));
+    const metrics = new GatewayMetrics({ processMetrics: false });
+    const gw = await startGateway(serviceYaml(slow.map((u) => u.url), `    retries: 2
+    retryBudget: { percent: 20, minConcurrent: 2 }
+    circuitBreaker: { errorThresholdPercentage: 100, volumeThreshold: 100000, window: 10s, resetTimeout: 10s }
+    outlierDetection: { consecutiveFailures: 100000, baseEjectionTime: 30s, maxEjectionTime: 300s, maxEjectionPercent: 50 }`), { metrics });
+    try {
+      const results = await Promise.all(Array.from({ length: 30 }, () => get(`${gw.url}/x`)));
+      assert.ok(results.every((r) => r.status === 502));
+      const retries = (await metricValue(gw.adminUrl, 'waygate_retries_total', { route: 'r' })) ?? 0;
+      // Without a budget 30 requests × 2 retries = 60; with it at most max(2, 20 % of 30) = 6 at a time.
+      assert.ok(retries > 0 && retries < 30, `retries ${retries}`);
+    } finally {
+      await gw.stop();
+      await Promise.all(slow.map((u) => u.close()));
+    }
+  });
+});
+
+describe('timeouts and fail-fast answers', () => {
+  test('a hanging upstream gets 504 UPSTREAM_TIMEOUT after a sub-second route timeout', async () => {
+    await withUpstreams(['hang'], async ([hang]) => {
+      hang!.mode = 'hang';
+      const gw = await startGateway(serviceYaml([hang!.url], '    timeout: 300ms'));
+      try {
+        const answer = await get(`${gw.url}/x`);
+        assert.equal(answer.status, 504);
+        assert.equal((JSON.parse(answer.body) as { error: { code: string } }).error.code, 'UPSTREAM_TIMEOUT');
+        assert.equal(await metricValue(gw.adminUrl, 'waygate_upstream_attempts_total', { service: 'svc', outcome: 'timeout' }), 1);
+      } finally {
+        await gw.stop();
+      }
+    });
+  });
+
+  test('a body that stalls mid-stream is cut after the idle timeout instead of hanging forever', async () => {
+    const stalling = await startUpstream('stall', { handler: (_req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.write('partial'); } });
+    const gw = await startGateway(serviceYaml([stalling.url], '    timeout: 300ms'));
+    try {
+      const outcome = await new Promise<string>((resolve) => {
+        const req = httpRequest(`${gw.url}/x`, (res) => {
+          let body = '';
+          res.on('data', (chunk: Buffer) => (body += chunk));
+          res.on('end', () => resolve(`end:${body}`));
+          res.on('error', () => resolve(`aborted:${body}`));
+          res.on('close', () => resolve(`closed:${body}`));
+        });
+        req.on('error', () => resolve('error'));
+        req.end();
+      });
+      assert.match(outcome, /^(aborted|closed):partial$/);
+    } finally {
+      await gw.stop();
+      await stalling.close();
+    }
+  });
+
+  test('retries exhausted: 502 UPSTREAM_UNAVAILABLE; no instance: 503 NO_HEALTHY_INSTANCE', async () => {
+    const dead = await Promise.all([deadPort(), deadPort()]);
+    const gw = await startGateway(serviceYaml(dead.map((port) => `http://127.0.0.1:${port}`), '    retries: 1'));
+    try {
+      const answer = await get(`${gw.url}/x`);
+      assert.equal(answer.status, 502);
+      assert.equal((JSON.parse(answer.body) as { error: { code: string } }).error.code, 'UPSTREAM_UNAVAILABLE');
+      assert.equal(await metricValue(gw.adminUrl, 'waygate_retries_total', { route: 'r' }), 1);
+    } finally {
+      await gw.stop();
+    }
+    const empty = await startGateway(`
+registry:
+  static:
+    services:
+      svc:
+        instances: ["http://127.0.0.1:1"]
+        healthCheck: { path: /health, interval: 10s, timeout: 100ms, unhealthyThreshold: 1, healthyThreshold: 1 }
+routes:
+  - name: r
+    match: { pathPrefix: / }
+    service: svc
+`);
+    try {
+      const answer = await get(`${empty.url}/x`);
+      assert.equal(answer.status, 503);
+      assert.equal((JSON.parse(answer.body) as { error: { code: string } }).error.code, 'NO_HEALTHY_INSTANCE');
+      assert.ok(answer.headers.get('retry-after'));
+    } finally {
+      await empty.stop();
+    }
+  });
+});
