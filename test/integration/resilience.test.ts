@@ -3,12 +3,13 @@ import { request as httpRequest } from 'node:http';
 import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { pino } from 'pino';
+import type { Logger } from '../../src/observability/logger.ts';
 import { GatewayMetrics } from '../../src/observability/metrics.ts';
 import { metricValue, type RunningGateway, startGateway } from '../support/gateway.ts';
 import { deadPort, startUpstream, type TestUpstream } from '../support/upstream.ts';
 
 /** Captures the gateway's JSON log lines so tests can count state-change messages. */
-function captureLogs(): { logger: ReturnType<typeof pino>; lines: () => Array<Record<string, unknown>> } {
+function captureLogs(): { logger: Logger; lines: () => Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk, _encoding, done) {
@@ -16,7 +17,7 @@ function captureLogs(): { logger: ReturnType<typeof pino>; lines: () => Array<Re
       done();
     },
   });
-  return { logger: pino({ level: 'info' }, sink), lines: () => lines };
+  return { logger: pino({ level: 'info' }, sink) as unknown as Logger, lines: () => lines };
 }
 
 function serviceYaml(urls: string[], route: string, extra = ''): string {

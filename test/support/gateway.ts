@@ -112,3 +112,31 @@ export async function adminRoutes(adminUrl: string): Promise<{ routes: Array<Rec
   if (response.status !== 200) throw new Error(`/admin/routes answered ${response.status}`);
   return (await response.json()) as never;
 }
+
+/**
+ * Compiles src/ to dist/ (what bin/waygate.js runs) unless dist is already newer than every source
+ * file. Type errors elsewhere do not block the emit, so only a missing dist/cli.js is fatal.
+ */
+export async function ensureBuilt(): Promise<void> {
+  const { existsSync, readdirSync, statSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { execFileSync } = await import('node:child_process');
+  const root = new URL('../../', import.meta.url).pathname;
+  const newest = (dir: string, ext: string): number => {
+    let max = 0;
+    if (!existsSync(dir)) return 0;
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const full = join(dir, entry.name);
+      if (entry.isDirectory()) max = Math.max(max, newest(full, ext));
+      else if (entry.name.endsWith(ext)) max = Math.max(max, statSync(full).mtimeMs);
+    }
+    return max;
+  };
+  const cli = join(root, 'dist', 'cli.js');
+  if (existsSync(cli) && newest(join(root, 'dist'), '.js') >= newest(join(root, 'src'), '.ts')) return;
+  try {
+    execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'pipe' });
+  } catch (error) {
+    if (!existsSync(cli)) throw new Error(`build failed: ${String((error as { stdout?: Buffer }).stdout ?? error)}`);
+  }
+}

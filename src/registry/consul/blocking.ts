@@ -18,9 +18,10 @@ export function indexChanged(sent: number, received: number): boolean {
   return sent === 0 || received !== sent;
 }
 
-/** Client-side timeout for a blocking call: wait plus the server's max jitter (wait/16) plus slack. */
+/** Client-side timeout for a blocking call: wait plus the server's max jitter (wait/16) plus 1–5 s of slack. */
 export function blockingTimeoutMs(waitMs: number): number {
-  return waitMs + Math.ceil(waitMs / 16) + 5_000;
+  const slack = Math.min(5_000, Math.max(1_000, Math.ceil(waitMs / 10)));
+  return waitMs + Math.ceil(waitMs / 16) + slack;
 }
 
 /** Consul's Go duration syntax for a wait in ms ("300000ms" is always valid). */

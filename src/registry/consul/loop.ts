@@ -19,6 +19,9 @@ export interface BlockingLoopOptions {
   readonly errorBackoff?: Backoff;
 }
 
+/** A plain read (no index) should answer in milliseconds; past this Consul counts as hanging. */
+export const NON_BLOCKING_TIMEOUT_MS = 5_000;
+
 /** Sleeps, waking early (resolving false) when the signal aborts. */
 export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
   if (signal.aborted) return Promise.resolve(false);
@@ -68,7 +71,7 @@ export class BlockingLoop {
       if (delay > 0 && !(await sleep(delay, signal))) return;
       const sent = this.index;
       const query = sent === 0 ? {} : { index: sent, wait: formatWait(this.options.waitMs) };
-      const timeoutMs = sent === 0 ? 10_000 : blockingTimeoutMs(this.options.waitMs);
+      const timeoutMs = sent === 0 ? NON_BLOCKING_TIMEOUT_MS : blockingTimeoutMs(this.options.waitMs);
       try {
         const answer = await this.options.call(query, timeoutMs, signal);
         if (signal.aborted) return;

@@ -3,7 +3,7 @@ import type { Logger } from '../../observability/logger.ts';
 import type { GatewayMetrics } from '../../observability/metrics.ts';
 import type { Registry, RegistryStatus, ServiceSnapshot } from '../types.ts';
 import { ConsulCallError, type ConsulClient, MAX_CONSUL_CONNECTIONS } from './client.ts';
-import { BlockingLoop, sleep } from './loop.ts';
+import { BlockingLoop, NON_BLOCKING_TIMEOUT_MS, sleep } from './loop.ts';
 import { digestHealthState, parseCatalogServices, parseHealthService } from './parse.ts';
 
 /** Up to this many routed services, each gets its own blocking query (exact per-service index). */
@@ -229,7 +229,7 @@ export class ConsulRegistry implements Registry {
 
   private async reread(service: string): Promise<void> {
     try {
-      const answer = await this.readService(service, {}, 10_000, this.stopController.signal);
+      const answer = await this.readService(service, {}, NON_BLOCKING_TIMEOUT_MS, this.stopController.signal);
       this.publish(service, answer.body);
       this.markSuccess(service);
     } catch (error) {

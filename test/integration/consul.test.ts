@@ -1,0 +1,318 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { pino } from 'pino';
+import type { Logger } from '../../src/observability/logger.ts';
+import { ConsulDouble } from '../support/consul-double.ts';
+import { metricValue, type RunningGateway, startGateway } from '../support/gateway.ts';
+import { startUpstream, type TestUpstream } from '../support/upstream.ts';
+
+function captureLogs(): { logger: Logger; lines: () => Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n')) if (line.trim()) lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logger: pino({ level: 'info' }, sink) as unknown as Logger, lines: () => lines };
+}
+
+async function until(check: () => Promise<boolean> | boolean, what: string, attempts = 400): Promise<void> {
+  for (let i = 0; i < attempts; i++) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  assert.fail(`never happened: ${what}`);
+}
+
+async function instanceIds(gw: RunningGateway, service: string): Promise<string[]> {
+  const body = (await (await fetch(`${gw.adminUrl}/admin/routes`)).json()) as { services: Record<string, { instances: Array<{ id: string }> }> };
+  return (body.services[service]?.instances ?? []).map((instance) => instance.id).sort();
+}
+
+async function whoAnswers(gw: RunningGateway, path: string, times: number): Promise<Set<string>> {
+  const seen = new Set<string>();
+  for (let i = 0; i < times; i++) {
+    const response = await fetch(`${gw.url}${path}`);
+    if (response.status === 200) seen.add(((await response.json()) as { instance: string }).instance);
+    else await response.body?.cancel();
+  }
+  return seen;
+}
+
+function consulYaml(double: ConsulDouble, routes: string, consulExtra = ''): string {
+  return `
+registry:
+  consul:
+    address: "${double.address}"
+    wait: 2s
+${consulExtra}
+routes:
+${routes}`;
+}
+
+const webRoute = `  - name: web
+    match: { pathPrefix: /web }
+    service: web
+    stripPrefix: true`;
+
+let upstreams: TestUpstream[];
+
+before(async () => {
+  upstreams = await Promise.all(['u1', 'u2', 'u3', 'u4'].map((name) => startUpstream(name)));
+});
+
+after(async () => {
+  await Promise.all(upstreams.map((upstream) => upstream.close()));
+});
+
+describe('blocking queries and instance mapping', () => {
+  test('watches /v1/health/service/<name>?passing with index and wait, never an index below 1 after the first call', async () => {
+    const double = new ConsulDouble({ maxJitterFraction: 0 });
+    await double.start();
+    double.register({ id: 'web-1', name: 'web', port: upstreams[0]!.port, address: '127.0.0.1' });
+    const gw = await startGateway(consulYaml(double, webRoute));
+    try {
+      await until(() => double.heldQueries() >= 1, 'a blocking query is held');
+      const calls = double.requests.filter((r) => r.path === '/v1/health/service/web');
+      assert.ok(calls.length >= 2);
+      assert.ok('passing' in calls[0]!.query, 'passing filter sent');
+      assert.equal(calls[0]!.query.index, undefined, 'first call has no index');
+      for (const call of calls.slice(1)) {
+        assert.ok(Number(call.query.index) >= 1, `index ${String(call.query.index)}`);
+        assert.equal(call.query.wait, '2000ms');
+      }
+    } finally {
+      await gw.stop();
+      await double.stop();
+    }
+  });
+
+  test('an index that goes backwards resets the watch to index 0 and keeps the data current', async () => {
+    const double = new ConsulDouble({ maxJitterFraction: 0 });
+    await double.start();
+    double.register({ id: 'web-1', name: 'web', port: upstreams[0]!.port, address: '127.0.0.1' });
+    const gw = await startGateway(consulYaml(double, webRoute));
+    try {
+      await until(() => double.heldQueries() >= 1, 'held');
+      for (let i = 0; i < 5; i++) double.touch('web');
+      await until(() => double.heldQueries() >= 1, 'held again');
+      double.clearRequests();
+      double.resetIndex(1);
+      await until(() => double.requests.some((r) => r.path === '/v1/health/service/web' && r.query.index === undefined), 'a reset call without index');
+      double.register({ id: 'web-2', name: 'web', port: upstreams[1]!.port, address: '127.0.0.1' });
+      await until(async () => (await instanceIds(gw, 'web')).length === 2, 'new instance seen after the reset');
+    } finally {
+      await gw.stop();
+      await double.stop();
+    }
+  });
+
+  test('instance = Service.ID on its Node; empty Service.Address uses Node.Address; weight = Weights.Passing; all route tags must match', async () => {
+    const double = new ConsulDouble({ maxJitterFraction: 0 });
+    await double.start();
+    double.register({ id: 'api-1', name: 'api', node: 'n1', nodeAddress: '127.0.0.1', address: '', port: upstreams[0]!.port, tags: ['v2', 'eu'], weights: { Passing: 3, Warning: 1 } });
+    double.register({ id: 'api-2', name: 'api', node: 'n2', nodeAddress: '127.0.0.1', address: '127.0.0.1', port: upstreams[1]!.port, tags: ['v2'] });
+    double.register({ id: 'api-1', name: 'api', node: 'n3', nodeAddress: '127.0.0.1', port: upstreams[2]!.port, tags: ['v1', 'eu'] });
+    const gw = await startGateway(consulYaml(double, `  - name: api
+    match: { pathPrefix: /api }
+    service: api
+    tags: [v2, eu]`));
+    try {
+      await until(async () => (await fetch(`${gw.adminUrl}/health/ready`)).status === 200, 'ready');
+      const body = (await (await fetch(`${gw.adminUrl}/admin/routes`)).json()) as { services: { api: { registry: string; instances: Array<{ id: string; url: string; weight: number }> } } };
+      assert.equal(body.services.api.registry, 'consul');
+      assert.deepEqual(body.services.api.instances.map(({ id, url, weight }) => ({ id, url, weight })), [
+        { id: 'n1/api-1', url: `http://127.0.0.1:${upstreams[0]!.port}`, weight: 3 },
+      ]);
+      assert.deepEqual([...(await whoAnswers(gw, '/api', 4))], ['u1']);
+    } finally {
+      await gw.stop();
+      await double.stop();
+    }
+  });
+});
+
+describe('convergence', () => {
+  test('critical and deregistered instances stop getting new requests; a new passing one starts getting them', async () => {
+    const double = new ConsulDouble({ maxJitterFraction: 0 });
+    await double.start();
+    double.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[0]!.port });
+    double.register({ id: 'web-2', name: 'web', address: '127.0.0.1', port: upstreams[1]!.port });
+    double.register({ id: 'web-3', name: 'web', address: '127.0.0.1', port: upstreams[2]!.port });
+    const gw = await startGateway(consulYaml(double, webRoute));
+    try {
+      await until(async () => (await whoAnswers(gw, '/web', 3)).size === 3, 'three instances answer');
+      double.setServiceStatus('web-1', 'critical');
+      await until(async () => !(await instanceIds(gw, 'web')).includes('node-1/web-1'), 'critical instance removed');
+      assert.deepEqual([...(await whoAnswers(gw, '/web', 6))].sort(), ['u2', 'u3']);
+      double.deregister('web-2');
+      await until(async () => (await instanceIds(gw, 'web')).length === 1, 'deregistered instance removed');
+      assert.deepEqual([...(await whoAnswers(gw, '/web', 4))], ['u3']);
+      double.register({ id: 'web-4', name: 'web', address: '127.0.0.1', port: upstreams[3]!.port });
+      await until(async () => (await whoAnswers(gw, '/web', 4)).has('u4'), 'new instance gets traffic');
+      // No polling: every update arrived through a held blocking query, not a timer.
+      const calls = double.requests.filter((r) => r.path === '/v1/health/service/web');
+      assert.ok(calls.length < 12, `calls ${calls.length}`);
+    } finally {
+      await gw.stop();
+      await double.stop();
+    }
+  });
+});
+
+describe('registry outage', () => {
+  for (const fault of ['refuse', '5xx', 'garbage', 'hang'] as const) {
+    test(`Consul ${fault}: last known instances keep serving, ready stays 200, errors are counted and logged once; catches up when back`, async () => {
+      const double = new ConsulDouble({ maxJitterFraction: 0 });
+      await double.start();
+      double.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[0]!.port });
+      const { logger, lines } = captureLogs();
+      const gw = await startGateway(consulYaml(double, webRoute).replace('wait: 2s', 'wait: 1s'), { logger });
+      try {
+        await until(async () => (await fetch(`${gw.adminUrl}/health/ready`)).status === 200, 'ready');
+        await double.setFault(fault);
+        if (fault === 'hang' || fault === 'refuse') double.touch('web');
+        await until(async () => ((await metricValue(gw.adminUrl, 'waygate_registry_errors_total', { registry: 'consul' })) ?? 0) >= 2, 'errors counted', 1000);
+        assert.deepEqual([...(await whoAnswers(gw, '/web', 3))], ['u1'], 'still serving the last known instance');
+        assert.equal((await fetch(`${gw.adminUrl}/health/ready`)).status, 200);
+        const routes = (await (await fetch(`${gw.adminUrl}/admin/routes`)).json()) as { services: { web: { lastError: string | null; lastSyncAt: string } } };
+        assert.ok(routes.services.web.lastError, 'staleness is visible');
+        assert.equal(lines().filter((line) => line.msg === 'consul: unavailable; serving the last known instances').length, 1, 'logged once, not per retry');
+        await double.setFault(null);
+        double.register({ id: 'web-2', name: 'web', address: '127.0.0.1', port: upstreams[1]!.port });
+        await until(async () => (await instanceIds(gw, 'web')).length === 2, 'caught up after the outage', 600);
+        assert.equal(lines().filter((line) => line.msg === 'consul: reachable again; catching up').length, 1);
+      } finally {
+        await gw.stop();
+        await double.stop();
+      }
+    });
+  }
+
+  test('before the first successful sync, ready is 503', async () => {
+    const double = new ConsulDouble({ maxJitterFraction: 0 });
+    await double.start();
+    double.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[0]!.port });
+    await double.setFault('5xx');
+    const gw = await startGateway(consulYaml(double, webRoute));
+    try {
+      await until(async () => ((await metricValue(gw.adminUrl, 'waygate_registry_errors_total', { registry: 'consul' })) ?? 0) >= 1, 'first error');
+      const ready = await fetch(`${gw.adminUrl}/health/ready`);
+      assert.equal(ready.status, 503);
+      assert.equal(((await ready.json()) as { status: string }).status, 'DOWN');
+      await double.setFault(null);
+      await until(async () => (await fetch(`${gw.adminUrl}/health/ready`)).status === 200, 'ready after the first sync');
+    } finally {
+      await gw.stop();
+      await double.stop();
+    }
+  });
+});
+
+describe('scale', () => {
+  test('many routed services share a bounded set of connections (change feed + targeted re-reads)', async () => {
+    const double = new ConsulDouble({ maxJitterFraction: 0 });
+    await double.start();
+    const count = 60;
+    let routes = '';
+    for (let i = 0; i < count; i++) {
+      double.register({ id: `s${i}-1`, name: `s${i}`, address: '127.0.0.1', port: upstreams[i % 3]!.port });
+      routes += `  - name: s${i}\n    match: { pathPrefix: /s${i} }\n    service: s${i}\n`;
+    }
+    const gw = await startGateway(consulYaml(double, routes));
+    try {
+      await until(async () => (await fetch(`${gw.adminUrl}/health/ready`)).status === 200, 'ready');
+      await until(() => double.heldQueries() >= 1, 'feed held');
+      assert.ok(double.openConnections() <= 32, `connections ${double.openConnections()}`);
+      assert.ok(double.heldQueries() <= 2, `held ${double.heldQueries()}`);
+      double.register({ id: 's7-2', name: 's7', address: '127.0.0.1', port: upstreams[3]!.port });
+      await until(async () => (await instanceIds(gw, 's7')).length === 2, 'new instance of s7 seen');
+      double.setServiceStatus('s7-1', 'critical');
+      await until(async () => (await instanceIds(gw, 's7')).join() === 'node-1/s7-2', 'critical instance of s7 removed');
+      assert.ok(double.openConnections() <= 32);
+    } finally {
+      await gw.stop();
+      await double.stop();
+    }
+  });
+});
+
+describe('self-registration', () => {
+  test('registers with an HTTP check on /health/ready once ready, and deregisters at the start of the drain', async () => {
+    const double = new ConsulDouble({ maxJitterFraction: 0, minCheckIntervalMs: 100 });
+    await double.start();
+    double.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[0]!.port });
+    const gw = await startGateway(consulYaml(double, webRoute, '    register: { name: edge, id: edge-1, address: 127.0.0.1, checkInterval: 200ms }'));
+    try {
+      const registered = double.agentServices()['edge-1'] as { Service: string; Port: number } | undefined;
+      assert.equal(registered?.Service, 'edge');
+      assert.equal(registered?.Port, Number(new URL(gw.url).port));
+      await until(() => double.checkStatus('service:edge-1') === 'passing', 'HTTP check on /health/ready passes');
+    } finally {
+      await gw.stop();
+    }
+    assert.equal(double.agentServices()['edge-1'], undefined, 'deregistered on shutdown');
+    await double.stop();
+  });
+});
+
+describe('tag routes', () => {
+  test('services publish routes in tags; they follow the catalog live and YAML wins on conflict', async () => {
+    const double = new ConsulDouble({ maxJitterFraction: 0 });
+    await double.start();
+    double.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[0]!.port, tags: ['waygate.route=/web'] });
+    double.register({ id: 'shop-1', name: 'shop', address: '127.0.0.1', port: upstreams[1]!.port, tags: ['waygate.route=/shop strip'] });
+    const gw = await startGateway(consulYaml(double, webRoute, '    tagRoutes: true'));
+    try {
+      await until(async () => (await fetch(`${gw.url}/shop/cart`)).status === 200, 'tag route served');
+      const answer = (await (await fetch(`${gw.url}/shop/cart`)).json()) as { instance: string; url: string };
+      assert.deepEqual([answer.instance, answer.url], ['u2', '/cart']);
+      const table = (await (await fetch(`${gw.adminUrl}/admin/routes`)).json()) as { routes: Array<{ name: string; source: string; match: { pathPrefix: string } }> };
+      assert.deepEqual(table.routes.map((r) => [r.match.pathPrefix, r.source]).sort(), [['/shop', 'consul-tags'], ['/web', 'yaml']]);
+      double.register({ id: 'blog-1', name: 'blog', address: '127.0.0.1', port: upstreams[2]!.port, tags: ['waygate.route=/blog'] });
+      await until(async () => (await fetch(`${gw.url}/blog`)).status === 200, 'new tag route appears live');
+      double.deregister('shop-1');
+      await until(async () => (await fetch(`${gw.url}/shop/cart`)).status === 404, 'route of a gone service disappears');
+    } finally {
+      await gw.stop();
+      await double.stop();
+    }
+  });
+});
+
+describe('ACL', () => {
+  test('the token goes in X-Consul-Token', async () => {
+    const double = new ConsulDouble({ maxJitterFraction: 0, aclToken: 'secret' });
+    await double.start();
+    double.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[0]!.port });
+    const gw = await startGateway(consulYaml(double, webRoute, '    token: secret'));
+    try {
+      await until(async () => (await fetch(`${gw.adminUrl}/health/ready`)).status === 200, 'ready with the token');
+      assert.ok(double.requests.every((r) => r.token === 'secret'));
+    } finally {
+      await gw.stop();
+      await double.stop();
+    }
+  });
+
+  test('a 403 is logged naming the service and "permission denied", counted, and retried slowly', async () => {
+    const double = new ConsulDouble({ maxJitterFraction: 0, aclToken: 'secret' });
+    await double.start();
+    double.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[0]!.port });
+    const { logger, lines } = captureLogs();
+    const gw = await startGateway(consulYaml(double, webRoute, '    token: wrong'), { logger });
+    try {
+      await until(() => lines().some((line) => String(line.msg).includes('permission denied') && line.service === 'web'), 'denied log');
+      assert.ok(((await metricValue(gw.adminUrl, 'waygate_registry_errors_total', { registry: 'consul' })) ?? 0) >= 1);
+      const seen = double.requests.length;
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      assert.ok(double.requests.length - seen <= 2, `asked ${double.requests.length - seen} more times`);
+      assert.equal((await fetch(`${gw.adminUrl}/health/ready`)).status, 503);
+    } finally {
+      await gw.stop();
+      await double.stop();
+    }
+  });
+});
