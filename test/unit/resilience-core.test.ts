@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { GATEWAY_ERRORS, GatewayError, errorBody } from '../../src/errors.ts';
+import { HealthVerdict } from '../../src/registry/health-checker.ts';
+import { BreakerClock, InstanceBreaker } from '../../src/resilience/breakers.ts';
+import { OutlierDetector } from '../../src/resilience/outlier.ts';
+import { RetryBudget } from '../../src/resilience/retry-budget.ts';
+import { classifyAttemptError, isRetriableStatus, retryBackoffMs } from '../../src/resilience/retry-policy.ts';
+
+const outlierConfig = { consecutiveFailures: 3, baseEjectionTimeMs: 1_000, maxEjectionTimeMs: 2_500, maxEjectionPercent: 50 };
+
+describe('outlier detection', () => {
+  test('N consecutive failures eject for base × times ejected, capped', () => {
+    const detector = new OutlierDetector(outlierConfig);
+    assert.equal(detector.recordFailure('a', 0, 4), undefined);
+    assert.equal(detector.recordFailure('a', 0, 4), undefined);
+    assert.equal(detector.recordFailure('a', 0, 4), 1_000);
+    assert.equal(detector.isEjected('a', 999), true);
+    assert.equal(detector.isEjected('a', 1_000), false);
+    for (let i = 0; i < 3; i++) detector.recordFailure('a', 1_000, 4);
+    assert.equal(detector.ejectedUntil('a', 1_000), 3_000);
+    for (let i = 0; i < 3; i++) detector.recordFailure('a', 3_000, 4);
+    assert.equal(detector.ejectedUntil('a', 3_000), 5_500, 'third ejection is capped at maxEjectionTime');
+  });
+
+  test('a success resets the consecutive count', () => {
+    const detector = new OutlierDetector(outlierConfig);
+    detector.recordFailure('a', 0, 4);
+    detector.recordFailure('a', 0, 4);
+    detector.recordSuccess('a');
+    assert.equal(detector.recordFailure('a', 0, 4), undefined);
+  });
+
+  test('never more than maxEjectionPercent of the service is ejected', () => {
+    const detector = new OutlierDetector(outlierConfig);
+    for (const id of ['a', 'b', 'c']) for (let i = 0; i < 3; i++) detector.recordFailure(id, 0, 4);
+    assert.equal(detector.ejectedCount(0), 2);
+    assert.equal(detector.isEjected('c', 0), false);
+  });
+});
+
+describe('retry budget', () => {
+  test('minConcurrent retries are always allowed; beyond that, percent of active requests', () => {
+    const budget = new RetryBudget(20, 2);
+    budget.requestStarted();
+    assert.equal(budget.tryAcquireRetry(), true);
+    assert.equal(budget.tryAcquireRetry(), true);
+    assert.equal(budget.tryAcquireRetry(), false);
+    for (let i = 0; i < 19; i++) budget.requestStarted(); // 20 active: 20 % = 4
+    assert.equal(budget.tryAcquireRetry(), true);
+    assert.equal(budget.tryAcquireRetry(), true);
+    assert.equal(budget.tryAcquireRetry(), false);
+    budget.retryFinished();
+    assert.equal(budget.tryAcquireRetry(), true);
+  });
+});
+
+describe('retry policy', () => {
+  test('connect failures, timeouts and other errors are told apart through causes', () => {
+    assert.equal(classifyAttemptError({ code: 'FST_REPLY_FROM_INTERNAL_SERVER_ERROR', cause: { code: 'ECONNREFUSED' } }), 'connect-failure');
+    assert.equal(classifyAttemptError({ code: 'UND_ERR_SOCKET' }), 'connect-failure');
+    assert.equal(classifyAttemptError({ code: 'UND_ERR_CONNECT_TIMEOUT' }), 'connect-failure');
+    assert.equal(classifyAttemptError({ code: 'FST_REPLY_FROM_GATEWAY_TIMEOUT', cause: { code: 'UND_ERR_HEADERS_TIMEOUT' } }), 'timeout');
+    assert.equal(classifyAttemptError(new Error('boom')), 'other');
+  });
+
+  test('statuses retry only for idempotent methods and only when listed', () => {
+    assert.equal(isRetriableStatus('GET', 503, ['connect-failure', '503']), true);
+    assert.equal(isRetriableStatus('GET', 502, ['connect-failure', '503']), false);
+    assert.equal(isRetriableStatus('POST', 503, ['503']), false);
+    assert.equal(isRetriableStatus('GET', 500, ['503']), false);
+  });
+
+  test('backoff is small and jittered', () => {
+    assert.equal(retryBackoffMs(1, () => 0), 0);
+    assert.equal(retryBackoffMs(2, () => 0.5), 10);
+    assert.equal(retryBackoffMs(99, () => 0.999), 49);
+  });
+});
+
+describe('circuit breaker (opossum per instance)', () => {
+  test('opens past the error threshold, rejects while open, and lets exactly one trial through when half-open', async () => {
+    const clock = new BreakerClock();
+    const states: string[] = [];
+    const breaker = new InstanceBreaker({ errorThresholdPercentage: 50, volumeThreshold: 4, windowMs: 10_000, resetTimeoutMs: 50 }, clock, (state) => states.push(state));
+    try {
+      for (let i = 0; i < 4; i++) breaker.permit()!.failure();
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(breaker.state, 'open');
+      assert.equal(breaker.permit(), undefined);
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      assert.equal(breaker.state, 'half-open');
+      const trial = breaker.permit();
+      assert.ok(trial);
+      assert.equal(breaker.permit(), undefined, 'a second request during the trial is rejected');
+      trial.success();
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(breaker.state, 'closed');
+      assert.deepEqual(states, ['open', 'half-open', 'closed']);
+    } finally {
+      breaker.shutdown();
+      clock.stop();
+    }
+  });
+});
+
+test('health verdicts flip after the configured thresholds only', () => {
+  const verdict = new HealthVerdict(2, 2);
+  assert.equal(verdict.record(false), false);
+  assert.equal(verdict.record(false), true);
+  assert.equal(verdict.healthy, false);
+  assert.equal(verdict.record(true), false);
+  assert.equal(verdict.record(true), true);
+  assert.equal(verdict.healthy, true);
+});
+
+test('every catalogue error renders the one JSON shape', () => {
+  for (const code of Object.keys(GATEWAY_ERRORS) as Array<keyof typeof GATEWAY_ERRORS>) {
+    const error = new GatewayError(code);
+    assert.equal(error.status, GATEWAY_ERRORS[code].status);
+    assert.deepEqual(JSON.parse(errorBody(error, 'r-1')), { error: { code, message: GATEWAY_ERRORS[code].message, requestId: 'r-1' } });
+  }
+});
