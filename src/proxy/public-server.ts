@@ -96,6 +96,12 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     if (path === undefined) return sendGatewayError(reply, new GatewayError('INVALID_PATH'));
     const entry = deps.table().find({ path, host: hostWithoutPort(request.headers.host), method: request.method, headers: request.headers });
     if (!entry) return sendGatewayError(reply, new GatewayError('ROUTE_NOT_FOUND', { detail: `${request.method} ${path}` }));
+    if (request.headers.upgrade?.toLowerCase() === 'websocket') {
+      // A WebSocket picks its instance inside http-proxy; refuse here when there is none to pick.
+      const selection = entry.pool.select(undefined, entry.route.panicThreshold, Date.now());
+      if (selection.kind === 'no-instance') return sendGatewayError(reply, new GatewayError('NO_HEALTHY_INSTANCE', { detail: entry.pool.name, retryAfterSeconds: 1 }));
+      if (selection.kind === 'circuit-open') return sendGatewayError(reply, new GatewayError('CIRCUIT_OPEN', { detail: entry.pool.name, retryAfterSeconds: selection.retryAfterSeconds }));
+    }
     const upstreamPath = entry.route.stripPrefix ? stripPathPrefix(path, entry.route.match.pathPrefix) : path;
     const upstreamUrl = queryAt === -1 ? upstreamPath : upstreamPath + rawUrl.slice(queryAt);
     // http-proxy derives the upstream path (also for WebSockets) from the request URL.

@@ -97,7 +97,7 @@ routes:
     service: nosuch
 `;
 
-describe('waygate validate', () => {
+describe('waygate validate', { concurrency: true }, () => {
   test('a valid file: exit 0 and "ok"', async () => {
     const result = await run(['validate', '--config', file('good.yaml', GOOD)]);
     assert.equal(result.code, 0, result.stderr);
@@ -173,7 +173,7 @@ describe('waygate validate', () => {
   });
 });
 
-describe('help and usage', () => {
+describe('help and usage', { concurrency: true }, () => {
   for (const args of [['--help'], ['-h'], ['help']]) {
     test(`waygate ${args.join(' ')}: exit 0 with usage`, async () => {
       const result = await run(args);
@@ -212,7 +212,7 @@ describe('help and usage', () => {
   });
 });
 
-describe('waygate start', () => {
+describe('waygate start', { concurrency: true }, () => {
   let upstream: TestUpstream;
   before(async () => {
     upstream = await startUpstream('env-upstream');
