@@ -10,7 +10,7 @@ import { normalizePath, stripPathPrefix } from '../routing/path.ts';
 import type { RouteTable } from '../routing/table.ts';
 import type { AttemptDispatcher } from './dispatcher.ts';
 import { Forwarder, type ProxyContext, shouldBufferBody } from './forwarder.ts';
-import { addForwardingHeaders, chooseRequestId } from './headers.ts';
+import { addForwardingHeaders, chooseRequestId, stripHopByHop } from './headers.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -157,9 +157,7 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
       },
       rewriteHeaders: (headers: Record<string, unknown>) => {
         const copy = { ...headers };
-        delete copy.connection;
-        delete copy['keep-alive'];
-        delete copy['transfer-encoding'];
+        stripHopByHop(copy);
         return copy;
       },
     },
