@@ -11,7 +11,8 @@
  * Every scenario starts a fresh gateway and fresh upstreams, so no breaker or ejection state leaks across.
  *
  * Env: BENCH_DURATION (s per load phase, default 8), BENCH_CONNECTIONS (default 20),
- *      BENCH_SKIP_BUILD=1 to use the existing dist/ without rebuilding.
+ *      BENCH_SKIP_BUILD=1 to use the existing dist/ without rebuilding,
+ *      BENCH_DIAGNOSE=1 to add run 1b: scenario 1 again with an unlimited retry budget (diagnostic only).
  *
  * Run with a role (`upstream PORT`) this file is the upstream program; it takes IPC commands
  * `{ cmd: 'mode', mode: 'ok' | '500' | 'hang', id }` and acknowledges each with `{ ack: id, mode }`.
@@ -131,8 +132,12 @@ interface Gateway {
   readonly log: Array<{ at: number; line: string }>;
 }
 
+const DEFAULT_RETRY_BUDGET = '{ percent: 20, minConcurrent: 3 }';
+/** Diagnostic only (BENCH_DIAGNOSE=1): a budget that 20 connections can never exhaust. */
+const UNLIMITED_RETRY_BUDGET = '{ percent: 100, minConcurrent: 1000 }';
+
 /** The config of the brief with every default spelled out, so the run is explicit about what it tests. */
-function gatewayConfig(port: number, adminPort: number, instances: readonly string[]): string {
+function gatewayConfig(port: number, adminPort: number, instances: readonly string[], retryBudget = DEFAULT_RETRY_BUDGET): string {
   return `server: { host: 127.0.0.1, port: ${port} }
 admin: { host: 127.0.0.1, port: ${adminPort} }
 shutdown: { drainDelay: 0s, timeout: 5s }
@@ -141,7 +146,7 @@ defaults:
   connectTimeout: 2s
   retries: 2
   retryOn: [connect-failure]
-  retryBudget: { percent: 20, minConcurrent: 3 }
+  retryBudget: ${retryBudget}
   circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 10, window: 10s, resetTimeout: 10s }
   outlierDetection: { consecutiveFailures: 5, baseEjectionTime: 30s, maxEjectionTime: 300s, maxEjectionPercent: 50 }
   panicThreshold: 50
@@ -157,10 +162,10 @@ routes:
 `;
 }
 
-async function startGateway(dir: string, instances: readonly string[]): Promise<Gateway> {
+async function startGateway(dir: string, instances: readonly string[], retryBudget?: string): Promise<Gateway> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const file = path.join(dir, `waygate-${port}.yaml`);
-  writeFileSync(file, gatewayConfig(port, adminPort, instances));
+  writeFileSync(file, gatewayConfig(port, adminPort, instances, retryBudget));
   const child = spawnNode('waygate', ['bin/waygate.js', 'start', '--config', file], { env: { WAYGATE_LOG_LEVEL: 'warn' } });
   const log: Array<{ at: number; line: string }> = [];
   // lib.ts keeps only a short tail; keep the whole (bounded) log for the timeline and for evidence.
@@ -376,11 +381,11 @@ interface Env {
   load: Load;
 }
 
-async function withTopology<T>(env: Env, fn: (gateway: Gateway, upstreams: Upstream[]) => Promise<T>): Promise<T> {
+async function withTopology<T>(env: Env, fn: (gateway: Gateway, upstreams: Upstream[]) => Promise<T>, retryBudget?: string): Promise<T> {
   const upstreams = await Promise.all([0, 1, 2].map((i) => startUpstream(i + 1)));
   let gateway: Gateway | undefined;
   try {
-    gateway = await startGateway(env.dir, upstreams.map((u) => u.url));
+    gateway = await startGateway(env.dir, upstreams.map((u) => u.url), retryBudget);
     return await fn(gateway, upstreams);
   } finally {
     if (gateway) await stopChild(gateway.child);
@@ -388,14 +393,22 @@ async function withTopology<T>(env: Env, fn: (gateway: Gateway, upstreams: Upstr
   }
 }
 
-/** 1. SIGKILL one of three instances ~2 s into the run. */
-async function killOne(env: Env): Promise<ScenarioResult> {
+/**
+ * 1. SIGKILL one of three instances ~2 s into the run. With `diagnostic` the retry budget is made
+ * unlimited (the only change), to tell budget denials apart from other causes of failed requests.
+ */
+async function killOne(env: Env, diagnostic = false): Promise<ScenarioResult> {
   const KILL_AT_MS = 2000;
+  const label = diagnostic ? '1b kill-one DIAG' : '1 kill-one';
   return withTopology(env, async (gateway, upstreams) => {
     const victim = upstreams[1] as Upstream;
     const before = await scrape(gateway);
     const { record, done } = startLoad(gateway.url, env.load);
-    const killTimer = setTimeout(() => victim.kill(), KILL_AT_MS);
+    let killedAtMs: number | undefined;
+    const killTimer = setTimeout(() => {
+      killedAtMs = Date.now() - record.startedAt;
+      victim.kill();
+    }, KILL_AT_MS);
     await done;
     clearTimeout(killTimer);
     const after = await scrape(gateway);
@@ -406,17 +419,31 @@ async function killOne(env: Env): Promise<ScenarioResult> {
     const total = record.responses.length + record.socketErrors.length;
     const ac = record.autocannon;
     const rows: Row[] = [
-      { scenario: '1 kill-one', metric: 'failed client requests (non-2xx + socket errors)', value: `${fmt(failed)} of ${fmt(total)}`, target: '0', met: yesNo(failed === 0) },
-      { scenario: '1 kill-one', metric: 'req/s (whole run)', value: fmt(ac?.reqPerSec ?? Number.NaN), target: '-', met: '-' },
-      { scenario: '1 kill-one', metric: 'gateway retries on another instance', value: fmt(delta(before, after, 'waygate_retries_total')), target: '-', met: '-' },
+      {
+        scenario: label,
+        metric: 'failed client requests (non-2xx + socket errors)',
+        value: `${fmt(failed)} of ${fmt(total)}`,
+        target: diagnostic ? '(diagnostic)' : '0',
+        met: diagnostic ? '-' : yesNo(failed === 0),
+      },
+      { scenario: label, metric: 'req/s (whole run)', value: fmt(ac?.reqPerSec ?? Number.NaN), target: '-', met: '-' },
+      {
+        scenario: label,
+        metric: 'failed upstream attempts / retries',
+        value: `${fmt(delta(before, after, 'waygate_upstream_attempts_total', 'outcome="failure"'))} / ${fmt(delta(before, after, 'waygate_retries_total'))}`,
+        target: '-',
+        met: '-',
+      },
     ];
     const killedState = states.find((s) => s.url === victim.url);
     return {
-      id: 'kill-one',
-      title: `SIGKILL instance #2 at ~${KILL_AT_MS / 1000} s under load`,
+      id: diagnostic ? 'kill-one-diagnostic' : 'kill-one',
+      title: `SIGKILL instance #2 at ~${KILL_AT_MS / 1000} s under load${diagnostic ? ` (DIAGNOSTIC: retryBudget ${UNLIMITED_RETRY_BUDGET})` : ''}`,
       rows,
       details: {
+        retryBudget: diagnostic ? UNLIMITED_RETRY_BUDGET : DEFAULT_RETRY_BUDGET,
         killAtMs: KILL_AT_MS,
+        killedAtMs,
         totalRequests: total,
         failed,
         failedByStatusAndCode: countBy(failedResponses, (r) => `${r.status} ${r.code}`),
@@ -432,9 +459,9 @@ async function killOne(env: Env): Promise<ScenarioResult> {
           timeline: timeline(gateway, record.startedAt, upstreams.map((u) => u.url)),
         },
       },
-      notes: [],
+      notes: diagnostic ? ['diagnostic run, not a target: the retry budget is the only setting changed'] : [],
     };
-  });
+  }, diagnostic ? UNLIMITED_RETRY_BUDGET : undefined);
 }
 
 /** 2. One instance answers 500 from the start. */
@@ -620,11 +647,13 @@ async function bench(): Promise<void> {
   const env: Env = { dir, load };
   const results: ScenarioResult[] = [];
   try {
-    for (const [label, run] of [
+    const scenarios: Array<[string, (env: Env) => Promise<ScenarioResult>]> = [
       ['1 kill-one', killOne],
       ['2 one-500', one500],
       ['3 all-dead', allDead],
-    ] as const) {
+    ];
+    if (process.env.BENCH_DIAGNOSE === '1') scenarios.splice(1, 0, ['1b kill-one DIAG (unlimited retry budget)', (e) => killOne(e, true)]);
+    for (const [label, run] of scenarios) {
       process.stdout.write(`\nscenario ${label} ... `);
       const t = Date.now();
       const result = await run(env);

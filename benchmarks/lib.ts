@@ -122,7 +122,19 @@ export function spawnNode(name: string, args: readonly string[], options: SpawnO
   });
   const child: Child = { name, proc, tail, exited };
   live.add(child);
+  if (!options.ipc && proc.pid !== undefined) watchParent(proc.pid);
   return child;
+}
+
+/**
+ * A child without IPC would outlive a SIGKILLed bench (no exit handler runs then). A detached shell
+ * polls both pids and, if the bench dies first, stops the child; it ends by itself once the child exits.
+ */
+function watchParent(childPid: number): void {
+  if (process.platform === 'win32') return;
+  const script = 'while kill -0 "$0" 2>/dev/null && kill -0 "$1" 2>/dev/null; do sleep 1; done; ' +
+    'if kill -0 "$1" 2>/dev/null; then kill -TERM "$1"; sleep 5; kill -KILL "$1" 2>/dev/null; fi';
+  spawn('sh', ['-c', script, String(process.pid), String(childPid)], { stdio: 'ignore', detached: true }).unref();
 }
 
 /** SIGTERM, then SIGKILL if the child has not exited within graceMs. */

@@ -138,6 +138,8 @@ async function bench(): Promise<void> {
   const [single] = upstreams.urls;
   if (!single) throw new Error('no upstream started');
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'waygate-bench-'));
+  // 'exit' also runs when a signal handler ends the process early, unlike a finally block.
+  process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
 
   const targets: Target[] = [
     { id: 'a', label: '(a) upstream direct', start: async () => ({ url: `${single}/` }) },
@@ -219,7 +221,6 @@ async function bench(): Promise<void> {
     }
   } finally {
     await stopAll();
-    rmSync(tmp, { recursive: true, force: true });
   }
 
   const results: TargetResult[] = targets.map((t) => {

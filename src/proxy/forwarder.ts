@@ -12,8 +12,10 @@ import { addForwardingHeaders, stripHopByHop } from './headers.ts';
 /** Per-request proxy state, attached to the Fastify request by the routing hook. */
 export interface ProxyContext {
   readonly entry: RouteEntry;
-  /** Path plus query string to send upstream (normalized, prefix stripped when asked). */
-  readonly upstreamUrl: string;
+  /** Path to send upstream (normalized, prefix stripped when asked). */
+  readonly upstreamPath: string;
+  /** Raw query string without "?", passed through untouched ('' when none). */
+  readonly upstreamQuery: string;
   readonly hashKey: string | undefined;
   /** Instance ids already tried by this request. */
   tried: Set<string> | undefined;
@@ -139,6 +141,8 @@ export class Forwarder {
     const options: ReplyFromOptions = {
       ...baseOptions,
       getUpstream: () => instance.url,
+      // The query goes separately: reply-from refuses any "../" in the source, query included.
+      queryString: () => ctx.upstreamQuery,
       timeout: route.timeoutMs,
       // reply-from would otherwise retry a GET answered 503 ten times against the SAME instance.
       retryDelay: () => null,
@@ -185,7 +189,7 @@ export class Forwarder {
     }
     this.deps.dispatcher.next = { connectTimeoutMs: route.connectTimeoutMs };
     try {
-      reply.from(ctx.upstreamUrl, options);
+      reply.from(ctx.upstreamPath, options);
     } catch (error) {
       this.deps.dispatcher.next = undefined;
       ctx.endAttempt?.('failure');

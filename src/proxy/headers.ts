@@ -1,9 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+const HOP_BY_HOP = ['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
 
-/** Removes hop-by-hop headers and every header the Connection header names. */
+/** Removes hop-by-hop headers (including every Proxy-* header) and every header the Connection header names. */
 export function stripHopByHop(headers: Record<string, unknown>): void {
   const connection = headers.connection;
   if (typeof connection === 'string') {
@@ -13,6 +13,7 @@ export function stripHopByHop(headers: Record<string, unknown>): void {
     }
   }
   for (const name of HOP_BY_HOP) delete headers[name];
+  for (const name of Object.keys(headers)) if (name.startsWith('proxy-')) delete headers[name];
 }
 
 export interface ForwardingFacts {

@@ -37,6 +37,7 @@ export function sendGatewayError(reply: FastifyReply, error: GatewayError): void
     reply.raw.destroy();
     return;
   }
+  reply.header('x-request-id', reply.request.id);
   if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
   reply.code(error.status).header('content-type', 'application/json; charset=utf-8').send(errorBody(error, String(reply.request.id)));
 }
@@ -78,6 +79,10 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     genReqId: (req) => chooseRequestId(req.headers['x-request-id'], randomUUID),
     return503OnClosing: false, // keep answering requests that arrive on open connections while draining
     forceCloseConnections: 'idle',
+    // Malformed URLs (bad percent-escapes) get the gateway's JSON error, not Fastify's own body.
+    frameworkErrors: (error, _request, reply) => {
+      sendGatewayError(reply as FastifyReply, new GatewayError(error.code === 'FST_ERR_BAD_URL' ? 'INVALID_PATH' : 'BAD_REQUEST', { detail: error.message }));
+    },
   });
   const forwarder = new Forwarder({ metrics: deps.metrics, dispatcher: deps.dispatcher, sendError: sendGatewayError });
 
@@ -108,7 +113,8 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     request.raw.url = upstreamUrl;
     request.waygate = {
       entry,
-      upstreamUrl,
+      upstreamPath,
+      upstreamQuery: queryAt === -1 ? '' : rawUrl.slice(queryAt + 1),
       hashKey: hashKeyOf(request, entry.route.hashKey),
       tried: undefined,
       attempts: 0,
