@@ -12,7 +12,8 @@
  *
  * Env: BENCH_DURATION (s per load phase, default 8), BENCH_CONNECTIONS (default 20),
  *      BENCH_SKIP_BUILD=1 to use the existing dist/ without rebuilding,
- *      BENCH_DIAGNOSE=1 to add run 1b: scenario 1 again with an unlimited retry budget (diagnostic only).
+ *      BENCH_DIAGNOSE=1 to add run 1b: scenario 1 again with an unlimited retry budget (diagnostic only),
+ *      BENCH_ONLY=1,3 to run only some scenarios (ids 1, 1b, 2, 3).
  *
  * Run with a role (`upstream PORT`) this file is the upstream program; it takes IPC commands
  * `{ cmd: 'mode', mode: 'ok' | '500' | 'hang', id }` and acknowledges each with `{ ack: id, mode }`.
@@ -647,13 +648,15 @@ async function bench(): Promise<void> {
   const env: Env = { dir, load };
   const results: ScenarioResult[] = [];
   try {
-    const scenarios: Array<[string, (env: Env) => Promise<ScenarioResult>]> = [
-      ['1 kill-one', killOne],
-      ['2 one-500', one500],
-      ['3 all-dead', allDead],
+    const scenarios: Array<[string, string, (env: Env) => Promise<ScenarioResult>]> = [
+      ['1', '1 kill-one', killOne],
+      ['2', '2 one-500', one500],
+      ['3', '3 all-dead', allDead],
     ];
-    if (process.env.BENCH_DIAGNOSE === '1') scenarios.splice(1, 0, ['1b kill-one DIAG (unlimited retry budget)', (e) => killOne(e, true)]);
-    for (const [label, run] of scenarios) {
+    if (process.env.BENCH_DIAGNOSE === '1') scenarios.splice(1, 0, ['1b', '1b kill-one DIAG (unlimited retry budget)', (e) => killOne(e, true)]);
+    const only = process.env.BENCH_ONLY?.split(',').map((id) => id.trim()).filter(Boolean);
+    for (const [id, label, run] of scenarios) {
+      if (only?.length && !only.includes(id)) continue;
       process.stdout.write(`\nscenario ${label} ... `);
       const t = Date.now();
       const result = await run(env);
@@ -691,6 +694,8 @@ async function bench(): Promise<void> {
     runtimeS,
     load: { tool: 'autocannon', ...load, pipelining: 1 },
     config: 'waygate defaults; 3 static instances, one route /',
+    only: process.env.BENCH_ONLY ?? null,
+    diagnose: process.env.BENCH_DIAGNOSE === '1',
     table: rows,
     scenarios: results,
   };

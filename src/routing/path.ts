@@ -6,7 +6,7 @@
 export function normalizePath(rawPath: string): string | undefined {
   if (rawPath.length === 0 || rawPath.charCodeAt(0) !== 47 /* / */) return undefined;
   // Fast path: nothing to resolve in the common case.
-  if (!/%|\/\.|\/\/|\\/.test(rawPath)) return rawPath;
+  if (!/%|\/\.|\/\/|\\|\.\./.test(rawPath)) return rawPath;
   if (rawPath.includes('\\')) return undefined;
   // Encoded dots or slashes could be decoded by the upstream into traversal; decode dots to resolve
   // them here, and refuse encoded slashes/backslashes outright.
@@ -29,6 +29,8 @@ export function normalizePath(rawPath: string): string | undefined {
       continue;
     }
     if (segment === '' && !last) continue;
+    // A segment like "..x" or "x.." is legal, but the proxy library refuses any "/.." or "../"; say so clearly.
+    if (segment.startsWith('..') || segment.endsWith('..')) return undefined;
     out.push(segment);
   }
   return '/' + out.join('/');
