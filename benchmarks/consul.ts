@@ -431,6 +431,8 @@ interface ScaleRow {
   readonly metricRssBytes: number | undefined;
   readonly metricName: string | undefined;
   readonly rssAfterChangesBytes: number | undefined;
+  /** Time spent inside the double's write call (it answers held queries synchronously), not counted in convergence. */
+  readonly doubleWrite: Stats;
   readonly critical: Stats;
   readonly recover: Stats;
   readonly all: Stats;
@@ -486,6 +488,7 @@ async function scale(n: number): Promise<ScaleRow> {
 
     const critical: Array<number | undefined> = [];
     const recover: Array<number | undefined> = [];
+    const writes: number[] = [];
     let non200Unexpected = 0;
     let connsDuringChanges = 0;
     const changeSampler = setInterval(() => (connsDuringChanges = Math.max(connsDuringChanges, double.openConnections())), 10);
@@ -496,12 +499,16 @@ async function scale(n: number): Promise<ScaleRow> {
         const id = `${name}-0`;
         // Sanity: it serves before we take it away.
         if ((await get(gw.publicPool, `/${name}/`)).status !== 200) non200Unexpected += 1;
+        let w = performance.now();
         double.setServiceStatus(id, 'critical', NODE);
         let t0 = performance.now();
+        writes.push(t0 - w);
         critical.push(await waitStatus(gw, name, (s) => s === 503, t0));
         if (GAP_MS > 0) await sleep(GAP_MS);
+        w = performance.now();
         double.setServiceStatus(id, 'passing', NODE);
         t0 = performance.now();
+        writes.push(t0 - w);
         const back = await waitStatus(gw, name, (s) => s === 200, t0);
         recover.push(back);
         if (back === undefined) {
@@ -527,6 +534,7 @@ async function scale(n: number): Promise<ScaleRow> {
       metricRssBytes: metric?.value,
       metricName: metric?.name,
       rssAfterChangesBytes,
+      doubleWrite: stats(writes),
       critical: stats(critical),
       recover: stats(recover),
       all: stats([...critical, ...recover]),
@@ -553,6 +561,7 @@ function printScale(rows: readonly ScaleRow[]): void {
       { header: 'RSS MiB' },
       { header: 'metric RSS MiB' },
       { header: 'RSS after MiB' },
+      { header: 'write max' },
       { header: 'crit p50' },
       { header: 'crit p99' },
       { header: 'recov p50' },
@@ -572,6 +581,7 @@ function printScale(rows: readonly ScaleRow[]): void {
       mib(r.rssBytes),
       mib(r.metricRssBytes),
       mib(r.rssAfterChangesBytes),
+      ms(r.doubleWrite.max),
       ms(r.critical.p50),
       ms(r.critical.p99),
       ms(r.recover.p50),
@@ -581,6 +591,8 @@ function printScale(rows: readonly ScaleRow[]): void {
       String(r.all.misses),
     ]),
   );
+  console.log('conns: sockets the double holds open for the gateway (sync = until ready; idle = 6 s after ready; changes = while changing).');
+  console.log('write max: ms inside the double\'s write call, which serialises answers to held queries synchronously; convergence is timed from its end.');
   for (const r of rows) if (r.non200Unexpected > 0) console.log(`${r.services} services: ${r.non200Unexpected} services did not answer 200 before their change`);
   const top = rows.find((r) => r.services === 5000);
   if (top) {

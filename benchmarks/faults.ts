@@ -13,7 +13,8 @@
  * Env: BENCH_DURATION (s per load phase, default 8), BENCH_CONNECTIONS (default 20),
  *      BENCH_SKIP_BUILD=1 to use the existing dist/ without rebuilding,
  *      BENCH_DIAGNOSE=1 to add run 1b: scenario 1 again with an unlimited retry budget (diagnostic only),
- *      BENCH_ONLY=1,3 to run only some scenarios (ids 1, 1b, 2, 3).
+ *      BENCH_ONLY=1,3 to run only some scenarios (ids 1, 1b, 2, 3),
+ *      BENCH_FIXED_RATE (req/s, default 1000) for scenario 3's paced context run.
  *
  * Run with a role (`upstream PORT`) this file is the upstream program; it takes IPC commands
  * `{ cmd: 'mode', mode: 'ok' | '500' | 'hang', id }` and acknowledges each with `{ ack: id, mode }`.
@@ -324,6 +325,63 @@ function startLoad(url: string, load: Load): { record: LoadRecord; tracker: Auto
   return { record, tracker, done };
 }
 
+/**
+ * Open-loop load at a fixed rate, spread evenly over time (autocannon's overallRate sends each second's
+ * quota in a burst, which is closed-loop queueing again). Requests go out on a keep-alive undici Pool of
+ * `connections` sockets; a request waits for a free socket, which counts in its latency. Stops by itself.
+ */
+async function pacedLoad(url: string, load: Load, rate: number): Promise<LoadRecord> {
+  const { Pool } = await import('undici');
+  const origin = new URL(url).origin;
+  const pool = new Pool(origin, { connections: load.connections, pipelining: 1, headersTimeout: 10_000, bodyTimeout: 10_000 });
+  const record: LoadRecord = { startedAt: Date.now(), responses: [], latencies: [], socketErrors: [] };
+  const startNs = process.hrtime.bigint();
+  const endMs = load.durationS * 1000;
+  const inflight = new Set<Promise<void>>();
+  let issued = 0;
+  const fire = () => {
+    const sentNs = process.hrtime.bigint();
+    const p = pool
+      .request({ path: '/', method: 'GET' })
+      .then(async ({ statusCode, body }) => {
+        const text = await body.text();
+        record.latencies.push(Number(process.hrtime.bigint() - sentNs) / 1e6);
+        record.responses.push({ t: Date.now() - record.startedAt, status: statusCode, code: bodyCode(statusCode, text) });
+      })
+      .catch((error: Error & { code?: string }) => {
+        record.socketErrors.push({ t: Date.now() - record.startedAt, reason: error.code ?? error.message });
+      })
+      .finally(() => inflight.delete(p));
+    inflight.add(p);
+  };
+  await new Promise<void>((resolve) => {
+    // Every millisecond, send whatever the schedule says is due by now, so timer jitter does not lower the rate.
+    const timer = setInterval(() => {
+      const elapsedMs = Number(process.hrtime.bigint() - startNs) / 1e6;
+      const due = Math.floor((Math.min(elapsedMs, endMs) * rate) / 1000);
+      while (issued < due) {
+        issued += 1;
+        fire();
+      }
+      if (elapsedMs >= endMs) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 1);
+  });
+  await Promise.allSettled([...inflight]);
+  await pool.close();
+  const seconds = (Date.now() - record.startedAt) / 1000;
+  record.autocannon = {
+    reqPerSec: record.responses.length / seconds,
+    p50: Number.NaN,
+    p99: Number.NaN,
+    total: record.responses.length + record.socketErrors.length,
+    durationS: seconds,
+  };
+  return record;
+}
+
 function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
@@ -550,34 +608,28 @@ async function allDead(env: Env): Promise<ScenarioResult> {
       };
     }
 
-    // Phase B: a fresh fixed-duration run against the open breakers.
-    const before = await scrape(gateway);
-    const { record, done } = startLoad(gateway.url, env.load);
-    await done;
-    const after = await scrape(gateway);
+    // Phase B (the target): a fresh closed-loop run, as many requests as the connections can push.
+    const saturated = await measureOpen(gateway, env.load);
+    // Phase C (context only): the same connections held to a fixed rate well below saturation, so the
+    // latency shows the cost of a fail-fast answer rather than queueing on a CPU-bound 2-core box.
+    const fixedRate = envNumber('BENCH_FIXED_RATE', 1000);
+    const paced = await measureOpen(gateway, env.load, fixedRate);
     const states = await instanceStates(gateway);
-    const sorted = [...record.latencies].sort((a, b) => a - b);
-    const p50 = percentile(sorted, 50);
-    const p99 = percentile(sorted, 99);
-    const mix = countBy(record.responses, (r) => `${r.status}${r.code ? ` ${r.code}` : ''}`);
-    for (const e of record.socketErrors) mix[`socket error ${e.reason}`] = (mix[`socket error ${e.reason}`] ?? 0) + 1;
-    const within5 = gatewayShareWithin5ms(before, after);
-    const notCircuitOpen = record.responses.filter((r) => r.code !== 'CIRCUIT_OPEN');
+    const s = '3 all-dead';
+    const mixText = (m: MeasuredOpen) => Object.entries(m.statusMix).map(([k, v]) => `${k}: ${fmt(v)}`).join('; ');
+    const share = (m: MeasuredOpen) => (m.gatewayShareWithin5ms === undefined ? '-' : `${(m.gatewayShareWithin5ms * 100).toFixed(2)} %`);
+    const littleMs = (saturated.requests > 0 && saturated.seconds > 0) ? (env.load.connections / (saturated.requests / saturated.seconds)) * 1000 : Number.NaN;
     const rows: Row[] = [
-      { scenario: '3 all-dead', metric: 'time from kill to all breakers open', value: `${fmt((openAt - killedAt) / 1000, 2)} s`, target: '-', met: '-' },
-      { scenario: '3 all-dead', metric: 'latency p50 (client side)', value: `${fmt(p50, 2)} ms`, target: '-', met: '-' },
-      { scenario: '3 all-dead', metric: 'latency p99 (client side)', value: `${fmt(p99, 2)} ms`, target: '< 5 ms', met: yesNo(p99 < 5) },
-      { scenario: '3 all-dead', metric: 'req/s', value: fmt(record.autocannon?.reqPerSec ?? Number.NaN), target: '-', met: '-' },
-      {
-        scenario: '3 all-dead',
-        metric: 'status mix',
-        value: Object.entries(mix).map(([k, v]) => `${k}: ${fmt(v)}`).join('; '),
-        target: 'all 503 CIRCUIT_OPEN',
-        met: yesNo(notCircuitOpen.length === 0 && record.socketErrors.length === 0),
-      },
-      { scenario: '3 all-dead', metric: 'gateway-side share <= 5 ms (histogram)', value: within5 === undefined ? '-' : `${(within5 * 100).toFixed(2)} %`, target: '-', met: '-' },
+      { scenario: s, metric: 'time from kill to all breakers open', value: `${fmt((openAt - killedAt) / 1000, 2)} s`, target: '-', met: '-' },
+      { scenario: s, metric: `latency p50 (client, ${env.load.connections} conns closed loop)`, value: `${fmt(saturated.p50Ms, 2)} ms`, target: '-', met: '-' },
+      { scenario: s, metric: `latency p99 (client, ${env.load.connections} conns closed loop)`, value: `${fmt(saturated.p99Ms, 2)} ms`, target: '< 5 ms', met: yesNo(saturated.p99Ms < 5) },
+      { scenario: s, metric: 'req/s (closed loop)', value: fmt(saturated.reqPerSec), target: '-', met: '-' },
+      { scenario: s, metric: 'status mix (closed loop)', value: mixText(saturated), target: 'all 503 CIRCUIT_OPEN', met: yesNo(saturated.notCircuitOpen === 0) },
+      { scenario: s, metric: 'gateway-side share <= 5 ms (closed loop)', value: share(saturated), target: '-', met: '-' },
+      { scenario: s, metric: 'half-open trial inside closed-loop window', value: saturated.halfOpenSeen ? 'yes' : 'no', target: '-', met: '-' },
+      { scenario: s, metric: `latency p50 / p99 at fixed ${fmt(fixedRate)} req/s (context)`, value: `${fmt(paced.p50Ms, 2)} / ${fmt(paced.p99Ms, 2)} ms`, target: '-', met: '-' },
+      { scenario: s, metric: `status mix at fixed ${fmt(fixedRate)} req/s (context)`, value: mixText(paced), target: '-', met: '-' },
     ];
-    const halfOpenSeen = gateway.log.some(({ at, line }) => at >= record.startedAt && line.includes('half-open'));
     return {
       id: 'all-dead',
       title: 'all 3 instances SIGKILLed; measured once every breaker is open',
@@ -586,29 +638,71 @@ async function allDead(env: Env): Promise<ScenarioResult> {
         killAtMs: KILL_AT_MS,
         timeToAllOpenMs: openAt - killedAt,
         openingPhase: { statusMix: countBy(openingRecord.responses, (r) => `${r.status} ${r.code}`), socketErrors: countBy(openingRecord.socketErrors, (e) => e.reason) },
-        measured: {
-          requests: record.responses.length + record.socketErrors.length,
-          p50Ms: p50,
-          p90Ms: percentile(sorted, 90),
-          p99Ms: p99,
-          p999Ms: percentile(sorted, 99.9),
-          maxMs: sorted[sorted.length - 1],
-          statusMix: mix,
-          nonCircuitOpenTimesMs: notCircuitOpen.map((r) => r.t).slice(0, 50),
-          gatewayShareWithin5ms: within5,
-          autocannon: record.autocannon,
-          perSecond: perSecond(record),
-        },
+        measured: { ...saturated, startedAfterKillMs: saturated.startedAt - killedAt },
+        fixedRate: { rate: fixedRate, ...paced, startedAfterKillMs: paced.startedAt - killedAt },
+        littleLawMeanLatencyMs: littleMs,
         gateway: {
-          attemptsByOutcome: Object.fromEntries(['success', 'failure', 'timeout', 'rejected'].map((o) => [o, delta(before, after, 'waygate_upstream_attempts_total', `outcome="${o}"`)])),
           statesAtEnd: states,
-          halfOpenDuringMeasurement: halfOpenSeen,
           timeline: timeline(gateway, killedAt, upstreams.map((u) => u.url)),
         },
       },
-      notes: [`measurement started ${fmt((record.startedAt - killedAt) / 1000, 2)} s after the kill; resetTimeout is 10 s, so the first half-open trial falls ~10 s after the first breaker opened`],
+      notes: [
+        `closed-loop window started ${fmt((saturated.startedAt - killedAt) / 1000, 2)} s after the kill; resetTimeout is 10 s, so the first half-open trial falls ~10 s after the first breaker opened`,
+        `closed loop: mean latency = connections / throughput = ${fmt(littleMs, 2)} ms (Little's law), whatever the gateway does per request`,
+      ],
     };
   });
+}
+
+interface MeasuredOpen {
+  startedAt: number;
+  seconds: number;
+  requests: number;
+  reqPerSec: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  maxMs: number;
+  statusMix: Record<string, number>;
+  notCircuitOpen: number;
+  nonCircuitOpenTimesMs: number[];
+  gatewayShareWithin5ms: number | undefined;
+  halfOpenSeen: boolean;
+  attemptsByOutcome: Record<string, number>;
+  perSecond: ReturnType<typeof perSecond>;
+}
+
+/** One fixed-duration run against a service whose breakers are all open (fixedRate: open loop, else closed loop). */
+async function measureOpen(gateway: Gateway, load: Load, fixedRate?: number): Promise<MeasuredOpen> {
+  const before = await scrape(gateway);
+  const record = fixedRate === undefined ? await startLoad(gateway.url, load).done : await pacedLoad(gateway.url, load, fixedRate);
+  const endedAt = Date.now();
+  const after = await scrape(gateway);
+  const sorted = [...record.latencies].sort((a, b) => a - b);
+  const statusMix = countBy(record.responses, (r) => `${r.status}${r.code ? ` ${r.code}` : ''}`);
+  for (const e of record.socketErrors) statusMix[`socket error ${e.reason}`] = (statusMix[`socket error ${e.reason}`] ?? 0) + 1;
+  const other = record.responses.filter((r) => r.code !== 'CIRCUIT_OPEN');
+  const requests = record.responses.length + record.socketErrors.length;
+  const seconds = (endedAt - record.startedAt) / 1000;
+  return {
+    startedAt: record.startedAt,
+    seconds,
+    requests,
+    reqPerSec: record.autocannon?.reqPerSec ?? requests / seconds,
+    p50Ms: percentile(sorted, 50),
+    p90Ms: percentile(sorted, 90),
+    p99Ms: percentile(sorted, 99),
+    p999Ms: percentile(sorted, 99.9),
+    maxMs: sorted[sorted.length - 1] ?? Number.NaN,
+    statusMix,
+    notCircuitOpen: other.length + record.socketErrors.length,
+    nonCircuitOpenTimesMs: other.map((r) => r.t).slice(0, 50),
+    gatewayShareWithin5ms: gatewayShareWithin5ms(before, after),
+    halfOpenSeen: gateway.log.some(({ at, line }) => at >= record.startedAt && at <= endedAt && line.includes('half-open')),
+    attemptsByOutcome: Object.fromEntries(['success', 'failure', 'timeout', 'rejected'].map((o) => [o, delta(before, after, 'waygate_upstream_attempts_total', `outcome="${o}"`)])),
+    perSecond: perSecond(record),
+  };
 }
 
 // ───────────────────────────── bench ─────────────────────────────

@@ -64,7 +64,7 @@ interface Target {
   readonly id: string;
   readonly label: string;
   /** Starts whatever sits between autocannon and the upstreams; returns the URL to load and the child to stop. */
-  readonly start: () => Promise<{ url: string; child?: Child; cleanup?: () => void }>;
+  readonly start: () => Promise<{ url: string; child?: Child }>;
 }
 
 interface TargetResult extends Measured {

@@ -44,7 +44,7 @@ export class Gateway {
   constructor(readonly config: GatewayConfig, options: GatewayOptions = {}) {
     this.logger = options.logger ?? createLogger();
     this.metrics = options.metrics ?? new GatewayMetrics();
-    this.dispatcher = new AttemptDispatcher({ connectTimeoutMs: config.defaults.connectTimeoutMs });
+    this.dispatcher = new AttemptDispatcher(config.defaults.connectTimeoutMs);
     const discovery = options.registries ?? (config.registry.consul ? [this.createConsul()] : []);
     this.registries = [new StaticRegistry(config.registry.static.services, this.logger, this.metrics), ...discovery];
   }

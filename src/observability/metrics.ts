@@ -85,3 +85,27 @@ export class GatewayMetrics {
     this.registryLastSync.set({ registry }, at / 1000);
   }
 }
+
+/** Label-bound children of the per-request series, cached so the hot path skips prom-client's label hashing. */
+export class RequestMetrics {
+  private readonly counters = new Map<string, { inc(): void }>();
+  private readonly durations = new Map<string, { observe(value: number): void }>();
+
+  constructor(private readonly metrics: GatewayMetrics) {}
+
+  record(route: string, method: string, status: number, seconds: number): void {
+    const key = `${route}\u0000${method}\u0000${status}`;
+    let counter = this.counters.get(key);
+    if (!counter) {
+      counter = this.metrics.requests.labels(route, method, String(status));
+      this.counters.set(key, counter);
+    }
+    counter.inc();
+    let duration = this.durations.get(route);
+    if (!duration) {
+      duration = this.metrics.requestDuration.labels(route);
+      this.durations.set(route, duration);
+    }
+    duration.observe(seconds);
+  }
+}

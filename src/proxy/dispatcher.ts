@@ -1,20 +1,15 @@
 import { Agent, type Dispatcher } from 'undici';
 
-/** Per-attempt transport settings handed to the dispatcher right before reply.from() sends. */
-export interface AttemptTransport {
-  readonly connectTimeoutMs: number;
-}
-
 /**
  * The undici dispatcher reply-from sends through. One Agent per distinct connect timeout, so each
  * route's connectTimeout is honoured while connections stay pooled per origin.
  */
 export class AttemptDispatcher {
   private readonly agents = new Map<number, Agent>();
-  /** Set synchronously before reply.from(); reply-from calls request() in the same tick. */
-  next: AttemptTransport | undefined;
+  /** Connect timeout of the next request; set right before reply.from(), which calls request() in the same tick. */
+  next: number | undefined;
 
-  constructor(private readonly defaults: AttemptTransport, private readonly tls: { rejectUnauthorized: boolean } = { rejectUnauthorized: true }) {}
+  constructor(private readonly defaultConnectTimeoutMs: number, private readonly tls: { rejectUnauthorized: boolean } = { rejectUnauthorized: true }) {}
 
   private agentFor(connectTimeoutMs: number): Agent {
     let agent = this.agents.get(connectTimeoutMs);
@@ -26,9 +21,9 @@ export class AttemptDispatcher {
   }
 
   request(options: Dispatcher.RequestOptions, callback: (error: Error | null, data: Dispatcher.ResponseData) => void): void {
-    const transport = this.next ?? this.defaults;
+    const connectTimeoutMs = this.next ?? this.defaultConnectTimeoutMs;
     this.next = undefined;
-    this.agentFor(transport.connectTimeoutMs).request(options, callback);
+    this.agentFor(connectTimeoutMs).request(options, callback);
   }
 
   async close(): Promise<void> {

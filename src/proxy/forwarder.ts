@@ -1,13 +1,14 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
-import type { Instance } from '../registry/types.ts';
 import type { BreakerPermit } from '../resilience/breakers.ts';
-import { classifyAttemptError, isIdempotent, isRetriableStatus, retryBackoffMs } from '../resilience/retry-policy.ts';
+import { classifyAttemptError, isRetriableStatus, retryBackoffMs } from '../resilience/retry-policy.ts';
 import type { InstanceRuntime } from '../routing/service-pool.ts';
 import type { RouteEntry } from '../routing/table.ts';
 import type { AttemptDispatcher } from './dispatcher.ts';
 import { addForwardingHeaders, stripHopByHop } from './headers.ts';
+
+type AttemptOutcome = 'success' | 'failure' | 'timeout';
 
 /** Per-request proxy state, attached to the Fastify request by the routing hook. */
 export interface ProxyContext {
@@ -17,22 +18,40 @@ export interface ProxyContext {
   /** Raw query string without "?", passed through untouched ('' when none). */
   readonly upstreamQuery: string;
   readonly hashKey: string | undefined;
-  /** Instance ids already tried by this request. */
+  /** Instance ids tried before the current attempt; allocated only when a request is retried. */
   tried: Set<string> | undefined;
   attempts: number;
   /** Request body held in memory so a retry can resend it; undefined when streamed. */
   body: Buffer | undefined;
   /** False once the body has streamed to an instance (it cannot be sent twice). */
   retriable: boolean;
-  /** Ends the attempt under way; called at most once per attempt. */
-  endAttempt: ((outcome: AttemptOutcome) => void) | undefined;
-  /** Gives back the in-flight slot of the instance that is (or was last) serving the request. */
-  releaseInstance: (() => void) | undefined;
+  /** The instance of the attempt under way (or of the last one). */
+  current: InstanceRuntime | undefined;
+  /** Breaker permit of the attempt under way; undefined once settled. */
+  permit: BreakerPermit | undefined;
+  /** True while `current` counts this request in its in-flight number. */
+  holdsInstance: boolean;
   lastFailure: GatewayError | undefined;
   holdsRetrySlot: boolean;
 }
 
-type AttemptOutcome = 'success' | 'failure' | 'timeout' | 'aborted';
+export function newProxyContext(entry: RouteEntry, upstreamPath: string, upstreamQuery: string, hashKey: string | undefined): ProxyContext {
+  return {
+    entry,
+    upstreamPath,
+    upstreamQuery,
+    hashKey,
+    tried: undefined,
+    attempts: 0,
+    body: undefined,
+    retriable: true,
+    current: undefined,
+    permit: undefined,
+    holdsInstance: false,
+    lastFailure: undefined,
+    holdsRetrySlot: false,
+  };
+}
 
 export interface ForwarderDeps {
   readonly metrics: GatewayMetrics;
@@ -42,14 +61,23 @@ export interface ForwarderDeps {
 }
 
 type ReplyFromOptions = NonNullable<Parameters<FastifyReply['from']>[1]>;
+type UpstreamResponse = { statusCode: number; headers: Record<string, unknown>; stream: NodeJS.ReadableStream & { resume(): void } };
+
+const NO_BREAKER: BreakerPermit = { success: () => {}, failure: () => {} };
+
+function contextOf(request: FastifyRequest): ProxyContext {
+  return request.waygate!;
+}
 
 /**
  * Sends a request to one instance after another until one answers: picks with the route's balancer,
  * asks the instance's breaker for a permit, and moves to a different instance on connect failures
  * (and, for idempotent methods, on the statuses in retryOn) while retries and the budget allow.
+ * Per-attempt state lives on the ProxyContext so the reply-from options are shared, not rebuilt per request.
  */
 export class Forwarder {
   private readonly random: () => number;
+  private readonly optionsByRoute = new WeakMap<RouteEntry, ReplyFromOptions>();
 
   constructor(private readonly deps: ForwarderDeps) {
     this.random = deps.random ?? Math.random;
@@ -58,22 +86,53 @@ export class Forwarder {
   /** Entry point from @fastify/http-proxy's handler. */
   forward(request: FastifyRequest, reply: FastifyReply, ctx: ProxyContext, baseOptions: ReplyFromOptions): void {
     ctx.entry.budget.requestStarted();
-    reply.raw.once('close', () => {
-      ctx.endAttempt?.('aborted');
-      ctx.releaseInstance?.();
-      if (ctx.holdsRetrySlot) {
-        ctx.holdsRetrySlot = false;
-        ctx.entry.budget.retryFinished();
-      }
-      ctx.entry.budget.requestFinished();
-    });
-    this.attempt(request, reply, ctx, baseOptions);
+    reply.raw.once('close', () => this.finish(ctx));
+    this.attempt(request, reply, ctx, this.optionsFor(ctx.entry, baseOptions));
   }
 
-  private attempt(request: FastifyRequest, reply: FastifyReply, ctx: ProxyContext, baseOptions: ReplyFromOptions): void {
+  /** The client is answered (or gone): settle whatever is still open. */
+  private finish(ctx: ProxyContext): void {
+    if (ctx.permit) {
+      ctx.permit.success(); // no verdict on the instance, but a half-open trial must not stay taken
+      ctx.permit = undefined;
+    }
+    this.releaseInstance(ctx);
+    if (ctx.holdsRetrySlot) {
+      ctx.holdsRetrySlot = false;
+      ctx.entry.budget.retryFinished();
+    }
+    ctx.entry.budget.requestFinished();
+  }
+
+  private releaseInstance(ctx: ProxyContext): void {
+    if (ctx.holdsInstance) {
+      ctx.holdsInstance = false;
+      ctx.current!.inflight -= 1;
+    }
+  }
+
+  /** Settles the attempt under way: breaker, outlier detection, metrics. */
+  private endAttempt(ctx: ProxyContext, outcome: AttemptOutcome): void {
+    const permit = ctx.permit;
+    if (!permit) return;
+    ctx.permit = undefined;
+    const failed = outcome !== 'success';
+    if (failed) {
+      permit.failure();
+      this.releaseInstance(ctx); // a successful attempt keeps its in-flight slot until the body is sent
+    } else {
+      permit.success();
+    }
+    const { pool } = ctx.entry;
+    pool.recordOutcome(ctx.current!.instance.id, failed, Date.now());
+    this.deps.metrics.upstreamAttempts.inc({ service: pool.name, outcome });
+  }
+
+  private attempt(request: FastifyRequest, reply: FastifyReply, ctx: ProxyContext, options: ReplyFromOptions): void {
     const { entry } = ctx;
     const { route, pool } = entry;
     const now = Date.now();
+    if (ctx.current !== undefined) (ctx.tried ??= new Set()).add(ctx.current.instance.id);
     const selection = pool.select(ctx.tried, route.panicThreshold, now);
     if (selection.kind !== 'candidates') {
       if (ctx.lastFailure) return this.deps.sendError(reply, ctx.lastFailure);
@@ -83,146 +142,117 @@ export class Forwarder {
     }
     const instance = entry.balancer.pick(selection.candidates, { hashKey: ctx.hashKey });
     const runtime = instance && pool.runtime(instance.id);
-    if (!instance || !runtime) {
+    if (!runtime) {
       return this.deps.sendError(reply, ctx.lastFailure ?? new GatewayError('NO_HEALTHY_INSTANCE', { detail: pool.name, retryAfterSeconds: 1 }));
     }
-    (ctx.tried ??= new Set()).add(instance.id);
+    ctx.current = runtime;
     ctx.attempts += 1;
 
     // Panic routing may send to an open breaker on purpose; only breakers that accept traffic gate.
-    const permit: BreakerPermit | undefined = runtime.breaker.acceptsTraffic || !selection.panic ? runtime.breaker.permit() : NO_BREAKER;
+    const permit = runtime.breaker.acceptsTraffic || !selection.panic ? runtime.breaker.permit() : NO_BREAKER;
     if (!permit) {
       this.deps.metrics.upstreamAttempts.inc({ service: pool.name, outcome: 'rejected' });
       ctx.lastFailure ??= new GatewayError('CIRCUIT_OPEN', { detail: pool.name, retryAfterSeconds: Math.max(1, Math.ceil((runtime.breaker.nextTrialAt - now) / 1000)) });
       // A rejection costs nothing upstream: move on at once without spending the retry budget.
-      if (ctx.attempts <= route.retries + 1) return this.attempt(request, reply, ctx, baseOptions);
+      if (ctx.attempts <= route.retries + 1) return this.attempt(request, reply, ctx, options);
       return this.deps.sendError(reply, ctx.lastFailure);
     }
-    this.send(request, reply, ctx, baseOptions, instance, runtime, permit);
-  }
-
-  private send(
-    request: FastifyRequest,
-    reply: FastifyReply,
-    ctx: ProxyContext,
-    baseOptions: ReplyFromOptions,
-    instance: Instance,
-    runtime: InstanceRuntime,
-    permit: BreakerPermit,
-  ): void {
-    const { entry } = ctx;
-    const { route, pool } = entry;
-    const metrics = this.deps.metrics;
+    ctx.permit = permit;
     runtime.inflight += 1;
-    let released = false;
-    ctx.releaseInstance = () => {
-      if (released) return;
-      released = true;
-      ctx.releaseInstance = undefined;
-      runtime.inflight -= 1;
-    };
-    let ended = false;
-    ctx.endAttempt = (outcome) => {
-      if (ended) return;
-      ended = true;
-      ctx.endAttempt = undefined;
-      if (outcome !== 'success') ctx.releaseInstance?.(); // a successful one holds its slot until the body is sent
-      if (outcome === 'aborted') {
-        permit.success(); // the client left; no verdict on the instance, but free a half-open trial
-        return;
-      }
-      const failed = outcome !== 'success';
-      if (failed) permit.failure();
-      else permit.success();
-      pool.recordOutcome(instance.id, failed, Date.now());
-      metrics.upstreamAttempts.inc({ service: pool.name, outcome });
-    };
+    ctx.holdsInstance = true;
 
-    const options: ReplyFromOptions = {
-      ...baseOptions,
-      getUpstream: () => instance.url,
-      // The query goes separately: reply-from refuses any "../" in the source, query included.
-      queryString: () => ctx.upstreamQuery,
-      timeout: route.timeoutMs,
-      // reply-from would otherwise retry a GET answered 503 ten times against the SAME instance.
-      retryDelay: () => null,
-      rewriteRequestHeaders: (req, headers) => {
-        stripHopByHop(headers);
-        addForwardingHeaders(headers, {
-          clientIp: req.ip,
-          protocol: req.protocol,
-          originalHost: req.headers.host,
-          requestId: req.id,
-        });
-        return headers;
-      },
-      onResponse: (_req, rep, raw) => {
-        const res = raw as unknown as { statusCode: number; headers: Record<string, unknown>; stream: NodeJS.ReadableStream & { resume(): void } };
-        const status = res.statusCode;
-        const failed = status >= 500;
-        if (isRetriableStatus(request.method, status, route.retryOn) && this.canRetry(ctx)) {
-          for (const name of Object.keys(res.headers)) rep.removeHeader(name);
-          res.stream.resume(); // drain so the connection can be reused
-          ctx.endAttempt?.('failure');
-          ctx.lastFailure = new GatewayError('UPSTREAM_UNAVAILABLE', { detail: `${pool.name} answered ${status}` });
-          return this.retry(request, reply, ctx, baseOptions);
-        }
-        ctx.endAttempt?.(failed ? 'failure' : 'success');
-        rep.send(res.stream);
-      },
-      onError: (_rep, { error }) => {
-        const kind = classifyAttemptError(error);
-        ctx.endAttempt?.(kind === 'timeout' ? 'timeout' : 'failure');
-        if (kind === 'timeout') {
-          return this.deps.sendError(reply, new GatewayError('UPSTREAM_TIMEOUT', { detail: pool.name, cause: error }));
-        }
-        ctx.lastFailure = new GatewayError('UPSTREAM_UNAVAILABLE', { detail: pool.name, cause: error });
-        if (kind === 'connect-failure' && this.canRetry(ctx)) return this.retry(request, reply, ctx, baseOptions);
-        this.deps.sendError(reply, ctx.lastFailure);
-      },
-    };
+    let attemptOptions = options;
     if (ctx.body !== undefined) {
-      options.body = ctx.body;
-      options.contentType = request.headers['content-type'] ?? 'application/octet-stream';
+      attemptOptions = { ...options, body: ctx.body, contentType: request.headers['content-type'] ?? 'application/octet-stream' };
     } else if (request.body !== undefined && request.body !== null) {
       ctx.retriable = false; // a streamed body is gone once sent
     }
-    this.deps.dispatcher.next = { connectTimeoutMs: route.connectTimeoutMs };
+    this.deps.dispatcher.next = route.connectTimeoutMs;
     try {
-      reply.from(ctx.upstreamPath, options);
+      reply.from(ctx.upstreamPath, attemptOptions);
     } catch (error) {
       this.deps.dispatcher.next = undefined;
-      ctx.endAttempt?.('failure');
+      this.endAttempt(ctx, 'failure');
       this.deps.sendError(reply, new GatewayError('BAD_REQUEST', { detail: (error as Error).message }));
     }
   }
 
-  private canRetry(ctx: ProxyContext): boolean {
+  /** reply-from options for one route, built once and shared by all its requests. */
+  private optionsFor(entry: RouteEntry, baseOptions: ReplyFromOptions): ReplyFromOptions {
+    let options = this.optionsByRoute.get(entry);
+    if (options) return options;
+    const { route, pool } = entry;
+    options = {
+      ...baseOptions,
+      getUpstream: (request) => contextOf(request as FastifyRequest).current!.instance.url,
+      // The query goes separately: reply-from refuses any "../" in the source, query included.
+      queryString: (_search: string, _url: string, request: FastifyRequest) => contextOf(request).upstreamQuery,
+      timeout: route.timeoutMs,
+      // reply-from would otherwise retry a GET answered 503 ten times against the SAME instance.
+      retryDelay: () => null,
+      rewriteRequestHeaders: (request, headers) => {
+        stripHopByHop(headers);
+        addForwardingHeaders(headers, { clientIp: request.ip, protocol: request.protocol, originalHost: request.headers.host, requestId: request.id });
+        return headers;
+      },
+      onResponse: (request, reply, raw) => {
+        const ctx = contextOf(request as FastifyRequest);
+        const res = raw as unknown as UpstreamResponse;
+        const status = res.statusCode;
+        if (status >= 500 && isRetriableStatus(request.method, status, route.retryOn) && this.canRetry(ctx)) {
+          for (const name of Object.keys(res.headers)) reply.removeHeader(name);
+          res.stream.resume(); // drain so the connection can be reused
+          this.endAttempt(ctx, 'failure');
+          ctx.lastFailure = new GatewayError('UPSTREAM_UNAVAILABLE', { detail: `${pool.name} answered ${status}` });
+          return this.retry(request as FastifyRequest, reply as FastifyReply, ctx, options!);
+        }
+        this.endAttempt(ctx, status >= 500 ? 'failure' : 'success');
+        reply.send(res.stream);
+      },
+      onError: (reply, { error }) => {
+        const ctx = contextOf(reply.request as FastifyRequest);
+        const kind = classifyAttemptError(error);
+        this.endAttempt(ctx, kind === 'timeout' ? 'timeout' : 'failure');
+        if (kind === 'timeout') {
+          return this.deps.sendError(reply as FastifyReply, new GatewayError('UPSTREAM_TIMEOUT', { detail: pool.name, cause: error }));
+        }
+        ctx.lastFailure = new GatewayError('UPSTREAM_UNAVAILABLE', { detail: pool.name, cause: error });
+        if ((kind === 'refused' || kind === 'reset') && this.canRetry(ctx, kind === 'refused')) {
+          return this.retry(reply.request as FastifyRequest, reply as FastifyReply, ctx, options!);
+        }
+        this.deps.sendError(reply as FastifyReply, ctx.lastFailure);
+      },
+    } as ReplyFromOptions;
+    this.optionsByRoute.set(entry, options);
+    return options;
+  }
+
+  /**
+   * Whether the request may move on. A refused connection never reached any instance, so retrying it
+   * adds no load anywhere and is exempt from the budget; everything else spends budget.
+   */
+  private canRetry(ctx: ProxyContext, neverConnected = false): boolean {
     if (!ctx.retriable || ctx.attempts > ctx.entry.route.retries) return false;
-    if (ctx.holdsRetrySlot) return true; // one slot covers every retry of the same request
+    if (neverConnected || ctx.holdsRetrySlot) return true; // one slot covers every retry of the same request
     if (!ctx.entry.budget.tryAcquireRetry()) return false;
     ctx.holdsRetrySlot = true;
     return true;
   }
 
-  private retry(request: FastifyRequest, reply: FastifyReply, ctx: ProxyContext, baseOptions: ReplyFromOptions): void {
+  private retry(request: FastifyRequest, reply: FastifyReply, ctx: ProxyContext, options: ReplyFromOptions): void {
     this.deps.metrics.retries.inc({ route: ctx.entry.route.name });
     const delay = retryBackoffMs(ctx.attempts, this.random);
     const go = () => {
       if (reply.raw.destroyed || reply.sent) return;
-      this.attempt(request, reply, ctx, baseOptions);
+      this.attempt(request, reply, ctx, options);
     };
     if (delay === 0) go();
     else setTimeout(go, delay);
   }
 }
 
-const NO_BREAKER: BreakerPermit = { success: () => {}, failure: () => {} };
-
 /** Whether a body of this size may be held in memory for retries. */
 export function shouldBufferBody(method: string, contentLength: number | undefined, maxRetryBodySize: number, retries: number): boolean {
   if (retries <= 0 || method === 'GET' || method === 'HEAD') return false;
   return contentLength !== undefined && contentLength <= maxRetryBodySize;
 }
-
-export { isIdempotent };

@@ -4,12 +4,12 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import type { HashKeySource } from '../config/types.ts';
 import { GatewayError, errorBody } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { GatewayMetrics } from '../observability/metrics.ts';
+import { type GatewayMetrics, RequestMetrics } from '../observability/metrics.ts';
 import { hostWithoutPort } from '../routing/match.ts';
 import { normalizePath, stripPathPrefix } from '../routing/path.ts';
 import type { RouteTable } from '../routing/table.ts';
 import type { AttemptDispatcher } from './dispatcher.ts';
-import { Forwarder, type ProxyContext, shouldBufferBody } from './forwarder.ts';
+import { Forwarder, newProxyContext, type ProxyContext, shouldBufferBody } from './forwarder.ts';
 import { addForwardingHeaders, chooseRequestId, stripHopByHop } from './headers.ts';
 
 declare module 'fastify' {
@@ -59,16 +59,19 @@ function hashKeyOf(request: FastifyRequest, source: HashKeySource | undefined): 
   return undefined;
 }
 
-/** Buffers a small request body so retries can resend it; leaves large or unknown-length bodies streaming. */
-async function bufferForRetry(request: FastifyRequest, ctx: ProxyContext): Promise<void> {
+/** True when a small request body should be held in memory so a retry can resend it. */
+function wantsBuffering(request: FastifyRequest, ctx: ProxyContext): boolean {
   const { route } = ctx.entry;
   const header = request.headers['content-length'];
-  const length = header === undefined ? undefined : Number(header);
-  if (!shouldBufferBody(request.method, Number.isFinite(length) ? length : undefined, route.maxRetryBodySize, route.retries)) return;
-  const stream = request.body as NodeJS.ReadableStream | undefined;
-  if (!stream || typeof (stream as { on?: unknown }).on !== 'function') return;
+  if (header === undefined) return false; // chunked bodies stream and are never retried
+  const length = Number(header);
+  const stream = request.body as { on?: unknown } | undefined;
+  return Number.isFinite(length) && typeof stream?.on === 'function' && shouldBufferBody(request.method, length, route.maxRetryBodySize, route.retries);
+}
+
+async function bufferBody(request: FastifyRequest, ctx: ProxyContext): Promise<void> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  for await (const chunk of request.body as AsyncIterable<Buffer>) chunks.push(chunk);
   ctx.body = Buffer.concat(chunks);
 }
 
@@ -76,6 +79,8 @@ async function bufferForRetry(request: FastifyRequest, ctx: ProxyContext): Promi
 export async function buildPublicServer(deps: PublicServerDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger.child({ component: 'proxy' }, { level: 'error' }) as FastifyBaseLogger,
+    // One shared logger instead of a child per request: request-level lines are not logged anyway.
+    childLoggerFactory: (logger) => logger,
     genReqId: (req) => chooseRequestId(req.headers['x-request-id'], randomUUID),
     return503OnClosing: false, // keep answering requests that arrive on open connections while draining
     forceCloseConnections: 'idle',
@@ -84,6 +89,7 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
       sendGatewayError(reply as FastifyReply, new GatewayError(error.code === 'FST_ERR_BAD_URL' ? 'INVALID_PATH' : 'BAD_REQUEST', { detail: error.message }));
     },
   });
+  const requestMetrics = new RequestMetrics(deps.metrics);
   const forwarder = new Forwarder({ metrics: deps.metrics, dispatcher: deps.dispatcher, sendError: sendGatewayError });
 
   // Bodies must reach the proxy as raw streams; Fastify's own text/plain parser would consume them.
@@ -111,28 +117,14 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     const upstreamUrl = queryAt === -1 ? upstreamPath : upstreamPath + rawUrl.slice(queryAt);
     // http-proxy derives the upstream path (also for WebSockets) from the request URL.
     request.raw.url = upstreamUrl;
-    request.waygate = {
-      entry,
-      upstreamPath,
-      upstreamQuery: queryAt === -1 ? '' : rawUrl.slice(queryAt + 1),
-      hashKey: hashKeyOf(request, entry.route.hashKey),
-      tried: undefined,
-      attempts: 0,
-      body: undefined,
-      retriable: true,
-      endAttempt: undefined,
-      releaseInstance: undefined,
-      lastFailure: undefined,
-      holdsRetrySlot: false,
-    };
+    request.waygate = newProxyContext(entry, upstreamPath, queryAt === -1 ? '' : rawUrl.slice(queryAt + 1), hashKeyOf(request, entry.route.hashKey));
     done();
   });
 
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.waygate?.entry.route.name ?? '(none)';
     const method = KNOWN_METHODS.has(request.method) ? request.method : 'OTHER';
-    deps.metrics.requests.inc({ route, method, code: String(reply.statusCode) });
-    deps.metrics.requestDuration.observe({ route }, Number(process.hrtime.bigint() - request.startedAt) / 1e9);
+    requestMetrics.record(route, method, reply.statusCode, Number(process.hrtime.bigint() - request.startedAt) / 1e9);
     done();
   });
 
@@ -147,9 +139,11 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     httpMethods: PROXIED_METHODS,
     undici: deps.dispatcher as never,
     internalRewriteLocationHeader: false,
-    preHandler: async (request: FastifyRequest) => {
+    // Synchronous unless a body must be buffered, so plain GETs never pay for a promise hand-off.
+    preHandler: (request: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void) => {
       const ctx = request.waygate;
-      if (ctx) await bufferForRetry(request, ctx);
+      if (!ctx || !wantsBuffering(request, ctx)) return done();
+      bufferBody(request, ctx).then(() => done(), done);
     },
     replyOptions: {
       // Used by the WebSocket path only; HTTP requests choose per attempt in Forwarder.

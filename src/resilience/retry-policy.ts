@@ -1,17 +1,10 @@
 import type { RetryCondition } from '../config/types.ts';
 
-const CONNECT_FAILURE_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_CLOSED',
-]);
+/** The request never reached an instance: no connection was made. */
+const NOT_CONNECTED_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/** The connection broke before any response byte: the instance may or may not have seen the request. */
+const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT', 'FST_REPLY_FROM_GATEWAY_TIMEOUT']);
 
@@ -29,7 +22,8 @@ export function rootErrorCode(error: unknown): string | undefined {
   return code;
 }
 
-export type AttemptFailure = 'connect-failure' | 'timeout' | 'other';
+/** `refused`: never connected; `reset`: connection broke before a response; both are connect failures. */
+export type AttemptFailure = 'refused' | 'reset' | 'timeout' | 'other';
 
 /** Classifies a failed attempt that produced no response. */
 export function classifyAttemptError(error: unknown): AttemptFailure {
@@ -37,9 +31,9 @@ export function classifyAttemptError(error: unknown): AttemptFailure {
   for (let depth = 0; depth < 5 && current; depth++) {
     const code = (current as { code?: unknown }).code;
     if (typeof code === 'string') {
-      if (code === 'UND_ERR_CONNECT_TIMEOUT') return 'connect-failure';
+      if (NOT_CONNECTED_CODES.has(code)) return 'refused';
       if (TIMEOUT_CODES.has(code)) return 'timeout';
-      if (CONNECT_FAILURE_CODES.has(code)) return 'connect-failure';
+      if (RESET_CODES.has(code)) return 'reset';
     }
     current = (current as { cause?: unknown }).cause;
   }

@@ -18,6 +18,9 @@ export type Selection =
   | { readonly kind: 'no-instance' }
   | { readonly kind: 'circuit-open'; readonly retryAfterSeconds: number };
 
+const NO_INSTANCE: Selection = { kind: 'no-instance' };
+const acceptsTraffic = (runtime: InstanceRuntime): boolean => runtime.breaker.acceptsTraffic;
+
 export interface ServicePoolOptions {
   readonly name: string;
   readonly registry: string;
@@ -39,6 +42,8 @@ export class ServicePool {
   readonly registry: string;
   private runtimes = new Map<string, InstanceRuntime>();
   private healthyRuntimes: InstanceRuntime[] = [];
+  /** The selection for "first attempt, nothing excluded", rebuilt only when the registry changes. */
+  private everyone: Selection = NO_INSTANCE;
   private unhealthyInstances: readonly Instance[] = [];
   private readonly outlier: OutlierDetector;
   lastSyncAt: number | undefined;
@@ -76,6 +81,7 @@ export class ServicePool {
     }
     this.runtimes = next;
     this.healthyRuntimes = healthy;
+    this.everyone = { kind: 'candidates', candidates: healthy.map((runtime) => runtime.instance), panic: false };
     this.unhealthyInstances = tags.length > 0
       ? snapshot.unhealthy.filter((instance) => tags.every((tag) => instance.tags.includes(tag)))
       : snapshot.unhealthy;
@@ -110,7 +116,9 @@ export class ServicePool {
    */
   select(tried: ReadonlySet<string> | undefined, panicThreshold: number, now: number): Selection {
     const all = this.healthyRuntimes;
-    if (all.length === 0) return { kind: 'no-instance' };
+    if (all.length === 0) return NO_INSTANCE;
+    // Fast path, no allocation: first attempt and every instance usable.
+    if (tried === undefined && this.outlier.ejectedCount(now) === 0 && all.every(acceptsTraffic)) return this.everyone;
     const usable: Instance[] = [];
     let openCount = 0;
     let usableTotal = 0;
@@ -129,9 +137,9 @@ export class ServicePool {
     if ((usableTotal / all.length) * 100 < panicThreshold) {
       const everyone: Instance[] = [];
       for (const runtime of all) if (tried === undefined || !tried.has(runtime.instance.id)) everyone.push(runtime.instance);
-      return everyone.length > 0 ? { kind: 'candidates', candidates: everyone, panic: true } : { kind: 'no-instance' };
+      return everyone.length > 0 ? { kind: 'candidates', candidates: everyone, panic: true } : NO_INSTANCE;
     }
-    return usable.length > 0 ? { kind: 'candidates', candidates: usable, panic: false } : { kind: 'no-instance' };
+    return usable.length > 0 ? { kind: 'candidates', candidates: usable, panic: false } : NO_INSTANCE;
   }
 
   /** Feeds an attempt's outcome to outlier detection; logs and counts ejections. */
@@ -174,5 +182,6 @@ export class ServicePool {
     for (const runtime of this.runtimes.values()) runtime.breaker.shutdown();
     this.runtimes.clear();
     this.healthyRuntimes = [];
+    this.everyone = NO_INSTANCE;
   }
 }

@@ -44,8 +44,15 @@ describe('normalizePath', () => {
     ['/hello/%2e%2e/admin', '/admin'],
     // other escapes are left alone
     ['/a%20b/c', '/a%20b/c'],
-    ['/a/...', '/a/...'],
-    ['/a/..b', '/a/..b'],
+    ['/a/a..b', '/a/a..b'],
+    ['/a/[...slug]', '/a/[...slug]'],
+    ['/a/.b/c.', '/a/.b/c.'],
+    // segments beginning or ending with ".." are refused (an upstream or library may read them as traversal)
+    ['/a/...', undefined],
+    ['/a/..b', undefined],
+    ['/a/b..', undefined],
+    ['/a/b../c', undefined],
+    ['/a/%2e%2eb', undefined],
     // climbing above the root
     ['/..', undefined],
     ['/../a', undefined],

@@ -57,9 +57,10 @@ describe('retry budget', () => {
 
 describe('retry policy', () => {
   test('connect failures, timeouts and other errors are told apart through causes', () => {
-    assert.equal(classifyAttemptError({ code: 'FST_REPLY_FROM_INTERNAL_SERVER_ERROR', cause: { code: 'ECONNREFUSED' } }), 'connect-failure');
-    assert.equal(classifyAttemptError({ code: 'UND_ERR_SOCKET' }), 'connect-failure');
-    assert.equal(classifyAttemptError({ code: 'UND_ERR_CONNECT_TIMEOUT' }), 'connect-failure');
+    assert.equal(classifyAttemptError({ code: 'FST_REPLY_FROM_INTERNAL_SERVER_ERROR', cause: { code: 'ECONNREFUSED' } }), 'refused');
+    assert.equal(classifyAttemptError({ code: 'UND_ERR_SOCKET' }), 'reset');
+    assert.equal(classifyAttemptError({ code: 'FST_REPLY_FROM_CONNECTION_RESET_ERROR', cause: { code: 'ECONNRESET' } }), 'reset');
+    assert.equal(classifyAttemptError({ code: 'UND_ERR_CONNECT_TIMEOUT' }), 'refused');
     assert.equal(classifyAttemptError({ code: 'FST_REPLY_FROM_GATEWAY_TIMEOUT', cause: { code: 'UND_ERR_HEADERS_TIMEOUT' } }), 'timeout');
     assert.equal(classifyAttemptError(new Error('boom')), 'other');
   });
