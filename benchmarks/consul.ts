@@ -109,6 +109,12 @@ interface Gateway {
   readonly dir: string;
 }
 
+// Config dirs of live gateways; removed on any exit, including lib's SIGINT path (it calls process.exit).
+const tempDirs = new Set<string>();
+process.on('exit', () => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 function gatewayConfig(services: readonly string[], consulAddress: string, port: number, adminPort: number): string {
   const lines = [
     `server: { host: 127.0.0.1, port: ${port} }`,
@@ -128,6 +134,7 @@ async function startGateway(services: readonly string[], double: ConsulDouble): 
   const port = await freePort();
   const adminPort = await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'waygate-consul-bench-'));
+  tempDirs.add(dir);
   const file = path.join(dir, 'gateway.yaml');
   writeFileSync(file, gatewayConfig(services, double.address, port, adminPort));
   const child = spawnNode('waygate', [path.join(ROOT, 'bin/waygate.js'), 'start', '--config', file], {
@@ -144,6 +151,7 @@ async function stopGateway(gw: Gateway): Promise<void> {
   await stopChild(gw.child);
   await Promise.allSettled([gw.publicPool.destroy(), gw.adminPool.destroy()]);
   rmSync(gw.dir, { recursive: true, force: true });
+  tempDirs.delete(gw.dir);
 }
 
 function assertAlive(child: Child): void {

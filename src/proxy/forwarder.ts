@@ -33,6 +33,8 @@ export interface ProxyContext {
   holdsInstance: boolean;
   lastFailure: GatewayError | undefined;
   holdsRetrySlot: boolean;
+  /** Set once the forwarder owns the request (its close bookkeeping must run). */
+  forwarded: boolean;
 }
 
 export function newProxyContext(entry: RouteEntry, upstreamPath: string, upstreamQuery: string, hashKey: string | undefined): ProxyContext {
@@ -50,6 +52,7 @@ export function newProxyContext(entry: RouteEntry, upstreamPath: string, upstrea
     holdsInstance: false,
     lastFailure: undefined,
     holdsRetrySlot: false,
+    forwarded: false,
   };
 }
 
@@ -85,13 +88,14 @@ export class Forwarder {
 
   /** Entry point from @fastify/http-proxy's handler. */
   forward(request: FastifyRequest, reply: FastifyReply, ctx: ProxyContext, baseOptions: ReplyFromOptions): void {
+    if (reply.raw.destroyed) return; // the client left while its body was being read; nothing to send
     ctx.entry.budget.requestStarted();
-    reply.raw.once('close', () => this.finish(ctx));
+    ctx.forwarded = true;
     this.attempt(request, reply, ctx, this.optionsFor(ctx.entry, baseOptions));
   }
 
-  /** The client is answered (or gone): settle whatever is still open. */
-  private finish(ctx: ProxyContext): void {
+  /** The client is answered (or gone): settle whatever is still open. Called once, when the response closes. */
+  finish(ctx: ProxyContext): void {
     if (ctx.permit) {
       ctx.permit.success(); // no verdict on the instance, but a half-open trial must not stay taken
       ctx.permit = undefined;

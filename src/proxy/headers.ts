@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+/** Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward; every Proxy-* header counts too. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
 /** Removes hop-by-hop headers (including every Proxy-* header) and every header the Connection header names. */
 export function stripHopByHop(headers: Record<string, unknown>): void {
@@ -12,8 +12,31 @@ export function stripHopByHop(headers: Record<string, unknown>): void {
       if (trimmed) delete headers[trimmed];
     }
   }
-  for (const name of HOP_BY_HOP) delete headers[name];
-  for (const name of Object.keys(headers)) if (name.startsWith('proxy-')) delete headers[name];
+  for (const name in headers) {
+    if (isHopByHop(name)) delete headers[name];
+  }
+}
+
+function isHopByHop(name: string): boolean {
+  return HOP_BY_HOP.has(name) || (name.charCodeAt(0) === 112 /* p */ && name.startsWith('proxy-'));
+}
+
+/**
+ * A copy of response headers without hop-by-hop ones. Copying beats deleting: `delete` on the
+ * (always present) connection/keep-alive keys would push every response object into slow mode.
+ */
+export function withoutHopByHop(headers: Record<string, unknown>): Record<string, unknown> {
+  const named = typeof headers.connection === 'string' ? headers.connection.toLowerCase() : '';
+  const out: Record<string, unknown> = {};
+  for (const name in headers) {
+    if (isHopByHop(name) || (named !== '' && named.includes(name) && connectionNames(named).includes(name))) continue;
+    out[name] = headers[name];
+  }
+  return out;
+}
+
+function connectionNames(value: string): string[] {
+  return value.split(',').map((name) => name.trim());
 }
 
 export interface ForwardingFacts {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import httpProxy from '@fastify/http-proxy';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { HashKeySource } from '../config/types.ts';
@@ -10,7 +11,7 @@ import { normalizePath, stripPathPrefix } from '../routing/path.ts';
 import type { RouteTable } from '../routing/table.ts';
 import type { AttemptDispatcher } from './dispatcher.ts';
 import { Forwarder, newProxyContext, type ProxyContext, shouldBufferBody } from './forwarder.ts';
-import { addForwardingHeaders, chooseRequestId, stripHopByHop } from './headers.ts';
+import { addForwardingHeaders, chooseRequestId, withoutHopByHop } from './headers.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -19,6 +20,8 @@ declare module 'fastify' {
   }
 }
 
+/** Links the raw response back to its Fastify request for the close listener. */
+const kRequest = Symbol('waygate.request');
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'CONNECT']);
 /** Never contacted: HTTP attempts choose their own instance in Forwarder. */
 const PLAIN_HTTP_PLACEHOLDER = 'http://127.0.0.1';
@@ -77,6 +80,7 @@ async function bufferBody(request: FastifyRequest, ctx: ProxyContext): Promise<v
 
 /** The client-facing listener: path normalization, route matching, then @fastify/http-proxy with a per-request upstream. */
 export async function buildPublicServer(deps: PublicServerDeps): Promise<FastifyInstance> {
+  const requestMetrics = new RequestMetrics(deps.metrics);
   const app = Fastify({
     loggerInstance: deps.logger.child({ component: 'proxy' }, { level: 'error' }) as FastifyBaseLogger,
     // One shared logger instead of a child per request: request-level lines are not logged anyway.
@@ -85,11 +89,11 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     return503OnClosing: false, // keep answering requests that arrive on open connections while draining
     forceCloseConnections: 'idle',
     // Malformed URLs (bad percent-escapes) get the gateway's JSON error, not Fastify's own body.
-    frameworkErrors: (error, _request, reply) => {
+    frameworkErrors: (error, request, reply) => {
+      requestMetrics.record('(none)', KNOWN_METHODS.has(request.method) ? request.method : 'OTHER', 400, 0);
       sendGatewayError(reply as FastifyReply, new GatewayError(error.code === 'FST_ERR_BAD_URL' ? 'INVALID_PATH' : 'BAD_REQUEST', { detail: error.message }));
     },
   });
-  const requestMetrics = new RequestMetrics(deps.metrics);
   const forwarder = new Forwarder({ metrics: deps.metrics, dispatcher: deps.dispatcher, sendError: sendGatewayError });
 
   // Bodies must reach the proxy as raw streams; Fastify's own text/plain parser would consume them.
@@ -97,9 +101,21 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
   app.decorateRequest('waygate', null);
   app.decorateRequest('startedAt', 0n);
 
+  /** Runs once per request when the client response closes: metrics, then the forwarder's bookkeeping. */
+  function onResponseClose(this: ServerResponse & { [kRequest]?: FastifyRequest }): void {
+    const request = this[kRequest]!;
+    const ctx = request.waygate;
+    const method = KNOWN_METHODS.has(request.method) ? request.method : 'OTHER';
+    requestMetrics.record(ctx?.entry.route.name ?? '(none)', method, this.statusCode, Number(process.hrtime.bigint() - request.startedAt) / 1e9);
+    if (ctx?.forwarded) forwarder.finish(ctx);
+  }
+
   app.addHook('onRequest', (request, reply, done) => {
     request.startedAt = process.hrtime.bigint();
     reply.header('x-request-id', request.id);
+    // One 'close' listener instead of an onResponse hook: Fastify hooks cost more per request.
+    (reply.raw as ServerResponse & { [kRequest]?: FastifyRequest })[kRequest] = request;
+    reply.raw.once('close', onResponseClose);
     const rawUrl = request.raw.url ?? '/';
     const queryAt = rawUrl.indexOf('?');
     const rawPath = queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt);
@@ -121,13 +137,6 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     done();
   });
 
-  app.addHook('onResponse', (request, reply, done) => {
-    const route = request.waygate?.entry.route.name ?? '(none)';
-    const method = KNOWN_METHODS.has(request.method) ? request.method : 'OTHER';
-    requestMetrics.record(route, method, reply.statusCode, Number(process.hrtime.bigint() - request.startedAt) / 1e9);
-    done();
-  });
-
   app.setErrorHandler((error: Error & { statusCode?: number }, _request, reply) => {
     const status = error.statusCode ?? 500;
     sendGatewayError(reply, new GatewayError(status < 500 ? 'BAD_REQUEST' : 'INTERNAL_ERROR', { detail: error.message }));
@@ -139,12 +148,6 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     httpMethods: PROXIED_METHODS,
     undici: deps.dispatcher as never,
     internalRewriteLocationHeader: false,
-    // Synchronous unless a body must be buffered, so plain GETs never pay for a promise hand-off.
-    preHandler: (request: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void) => {
-      const ctx = request.waygate;
-      if (!ctx || !wantsBuffering(request, ctx)) return done();
-      bufferBody(request, ctx).then(() => done(), done);
-    },
     replyOptions: {
       // Used by the WebSocket path only; HTTP requests choose per attempt in Forwarder.
       getUpstream: (request: FastifyRequest) => {
@@ -155,11 +158,7 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
         const instance = selection.kind === 'candidates' ? ctx.entry.balancer.pick(selection.candidates, { hashKey: ctx.hashKey }) : undefined;
         return instance?.url ?? PLAIN_HTTP_PLACEHOLDER;
       },
-      rewriteHeaders: (headers: Record<string, unknown>) => {
-        const copy = { ...headers };
-        stripHopByHop(copy);
-        return copy;
-      },
+      rewriteHeaders: (headers: Record<string, unknown>) => withoutHopByHop(headers),
     },
     wsClientOptions: {
       rewriteRequestHeaders: (headers: Record<string, unknown>, request: FastifyRequest) => {
@@ -173,7 +172,15 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     handler: (request: FastifyRequest, reply: FastifyReply, _dest: string, options: unknown) => {
       const ctx = request.waygate;
       if (!ctx) return sendGatewayError(reply, new GatewayError('ROUTE_NOT_FOUND'));
-      forwarder.forward(request, reply, ctx, options as never);
+      // Plain requests go straight on; only a small body that may need resending is read first.
+      if (!wantsBuffering(request, ctx)) {
+        forwarder.forward(request, reply, ctx, options as never);
+      } else {
+        bufferBody(request, ctx).then(
+          () => forwarder.forward(request, reply, ctx, options as never),
+          (error: Error) => sendGatewayError(reply, new GatewayError('BAD_REQUEST', { detail: error.message })),
+        );
+      }
       return reply;
     },
   } as never);
