@@ -33,6 +33,8 @@ export class Gateway {
   readonly metrics: GatewayMetrics;
   private readonly registries: Registry[];
   private readonly pools = new Map<string, ServicePool>();
+  /** The same pools indexed by service name, so a registry update touches only its own pools. */
+  private readonly poolsByService = new Map<string, ServicePool[]>();
   private readonly clock = new BreakerClock();
   private readonly dispatcher: AttemptDispatcher;
   private table = new RouteTable([]);
@@ -109,6 +111,9 @@ export class Gateway {
     const snapshot = registry.snapshot(route.service);
     if (snapshot) pool.update(snapshot);
     this.pools.set(key, pool);
+    const siblings = this.poolsByService.get(route.service);
+    if (siblings) siblings.push(pool);
+    else this.poolsByService.set(route.service, [pool]);
     return pool;
   }
 
@@ -128,8 +133,8 @@ export class Gateway {
   private onRegistryChange(registry: Registry, service: string): void {
     const snapshot = registry.snapshot(service);
     if (!snapshot) return;
-    for (const pool of this.pools.values()) {
-      if (pool.name === service && pool.registry === registry.name) pool.update(snapshot);
+    for (const pool of this.poolsByService.get(service) ?? []) {
+      if (pool.registry === registry.name) pool.update(snapshot);
     }
   }
 

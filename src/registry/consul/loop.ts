@@ -17,6 +17,8 @@ export interface BlockingLoopOptions {
   /** Backoff after an ACL refusal: slow, so a missing permission does not turn into a flood. */
   readonly deniedBackoff?: Backoff;
   readonly errorBackoff?: Backoff;
+  /** Token bucket for the loop: `burst` calls back to back, then one per `intervalMs` (default 10, 50 ms). */
+  readonly rateLimit?: { readonly burst: number; readonly intervalMs: number };
 }
 
 /** A plain read (no index) should answer in milliseconds; past this Consul counts as hanging. */
@@ -44,13 +46,15 @@ export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
  */
 export class BlockingLoop {
   private readonly controller = new AbortController();
-  private readonly bucket = new TokenBucket(5, 200, Date.now());
+  private readonly bucket: TokenBucket;
   private readonly errorBackoff: Backoff;
   private readonly deniedBackoff: Backoff;
   private running: Promise<void> | undefined;
   index = 0;
 
   constructor(private readonly options: BlockingLoopOptions) {
+    const rate = options.rateLimit ?? { burst: 10, intervalMs: 50 };
+    this.bucket = new TokenBucket(rate.burst, rate.intervalMs, Date.now());
     this.errorBackoff = options.errorBackoff ?? new Backoff(100, 1_000);
     this.deniedBackoff = options.deniedBackoff ?? new Backoff(2_000, 30_000);
   }

@@ -10,6 +10,8 @@ import { digestHealthState, parseCatalogServices, parseHealthService } from './p
 export const PER_SERVICE_WATCH_LIMIT = 24;
 /** Re-reads that may run at once in change-feed mode; with the two feeds this stays under MAX_CONSUL_CONNECTIONS. */
 export const REREAD_CONCURRENCY = 16;
+/** The change feed asks at most 5 times back to back, then once per 200 ms, however fast the cluster changes. */
+export const FEED_RATE_LIMIT = { burst: 5, intervalMs: 200 };
 /** Change-feed mode re-reads every service this often, catching instances that have no checks at all. */
 export const FULL_RESYNC_MS = 5 * 60_000;
 
@@ -168,6 +170,8 @@ export class ConsulRegistry implements Registry {
   private startChangeFeed(): void {
     const feed = new BlockingLoop({
       waitMs: this.config.waitMs,
+      // The cluster-wide answer is large and changes often: coalesce bursts of changes (fact 21).
+      rateLimit: FEED_RATE_LIMIT,
       call: (query, timeoutMs, signal) => this.client.get('/v1/health/state/any', query, timeoutMs, signal),
       hooks: {
         onData: (body) => this.onHealthState(body),
