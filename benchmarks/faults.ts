@@ -671,6 +671,8 @@ interface MeasuredOpen {
   halfOpenSeen: boolean;
   attemptsByOutcome: Record<string, number>;
   perSecond: ReturnType<typeof perSecond>;
+  /** The slowest answers with their completion time in the run, to tell bursts from steady tails. */
+  slowest: Array<{ t: number; ms: number; status: number; code: string }>;
 }
 
 /** One fixed-duration run against a service whose breakers are all open (fixedRate: open loop, else closed loop). */
@@ -702,6 +704,12 @@ async function measureOpen(gateway: Gateway, load: Load, fixedRate?: number): Pr
     halfOpenSeen: gateway.log.some(({ at, line }) => at >= record.startedAt && at <= endedAt && line.includes('half-open')),
     attemptsByOutcome: Object.fromEntries(['success', 'failure', 'timeout', 'rejected'].map((o) => [o, delta(before, after, 'waygate_upstream_attempts_total', `outcome="${o}"`)])),
     perSecond: perSecond(record),
+    // responses[i] and latencies[i] belong to the same answer (both hooks fire per response, in order).
+    slowest: record.responses
+      .map((r, i) => ({ ...r, ms: record.latencies[i] ?? Number.NaN }))
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, 25)
+      .map(({ t, ms, status, code }) => ({ t, ms: Math.round(ms * 100) / 100, status, code })),
   };
 }
 

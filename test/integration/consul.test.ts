@@ -1,29 +1,13 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { pino } from 'pino';
-import type { Logger } from '../../src/observability/logger.ts';
 import { ConsulDouble } from '../support/consul-double.ts';
-import { metricValue, type RunningGateway, startGateway } from '../support/gateway.ts';
+import { metricValue, type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
+import { captureLogs } from '../support/logs.ts';
 import { startUpstream, type TestUpstream } from '../support/upstream.ts';
 
-function captureLogs(): { logger: Logger; lines: () => Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk, _encoding, done) {
-      for (const line of String(chunk).split('\n')) if (line.trim()) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'info' }, sink) as unknown as Logger, lines: () => lines };
-}
 
 async function until(check: () => Promise<boolean> | boolean, what: string, attempts = 400): Promise<void> {
-  for (let i = 0; i < attempts; i++) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  assert.fail(`never happened: ${what}`);
+  await waitFor(what, check, attempts * 25);
 }
 
 async function instanceIds(gw: RunningGateway, service: string): Promise<string[]> {

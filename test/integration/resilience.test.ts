@@ -1,24 +1,10 @@
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
-import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
-import { pino } from 'pino';
-import type { Logger } from '../../src/observability/logger.ts';
 import { GatewayMetrics } from '../../src/observability/metrics.ts';
-import { metricValue, type RunningGateway, startGateway } from '../support/gateway.ts';
+import { metricValue, type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
+import { captureLogs } from '../support/logs.ts';
 import { deadPort, startUpstream, type TestUpstream } from '../support/upstream.ts';
-
-/** Captures the gateway's JSON log lines so tests can count state-change messages. */
-function captureLogs(): { logger: Logger; lines: () => Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk, _encoding, done) {
-      for (const line of String(chunk).split('\n')) if (line.trim()) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'info' }, sink) as unknown as Logger, lines: () => lines };
-}
 
 function serviceYaml(urls: string[], route: string, extra = ''): string {
   return `
@@ -40,12 +26,8 @@ async function get(url: string, init?: RequestInit): Promise<{ status: number; b
   return { status: response.status, body: await response.text(), headers: response.headers };
 }
 
-async function until(check: () => Promise<boolean> | boolean, what: string, attempts = 200): Promise<void> {
-  for (let i = 0; i < attempts; i++) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  assert.fail(`never happened: ${what}`);
+async function until(check: () => Promise<boolean> | boolean, what: string, attempts = 400): Promise<void> {
+  await waitFor(what, check, attempts * 25);
 }
 
 async function instancesOf(gw: RunningGateway): Promise<Array<{ url: string; breaker: string; ejected: boolean }>> {
