@@ -25,6 +25,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import os from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -201,7 +202,11 @@ async function scrape(gateway: Gateway): Promise<Map<string, number>> {
   const text = await (await fetch(`${gateway.admin}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
   const series = new Map<string, number>();
   for (const line of text.split('\n')) {
-    if (!line.startsWith('waygate_') || line.startsWith('waygate_process_')) continue;
+    if (!line.startsWith('waygate_')) continue;
+    // Of the process metrics only GC and event-loop lag are kept: they explain latency tails.
+    // (Prefix waygate_ or waygate_process_, depending on the gateway version.)
+    const processMetric = /^waygate_(process_)?(nodejs|process)_/.test(line);
+    if (processMetric && !/^waygate_(process_)?nodejs_(gc_duration_seconds_(sum|count)|eventloop_lag_max_seconds)/.test(line)) continue;
     const cut = line.lastIndexOf(' ');
     series.set(line.slice(0, cut), Number(line.slice(cut + 1)));
   }
@@ -330,10 +335,14 @@ function startLoad(url: string, load: Load): { record: LoadRecord; tracker: Auto
  * quota in a burst, which is closed-loop queueing again). Requests go out on a keep-alive undici Pool of
  * `connections` sockets; a request waits for a free socket, which counts in its latency. Stops by itself.
  */
-async function pacedLoad(url: string, load: Load, rate: number): Promise<LoadRecord> {
+async function pacedLoad(url: string, load: Load, rate: number, onStart?: () => void): Promise<LoadRecord> {
   const { Pool } = await import('undici');
   const origin = new URL(url).origin;
   const pool = new Pool(origin, { connections: load.connections, pipelining: 1, headersTimeout: 10_000, bodyTimeout: 10_000 });
+  // Warm-up, untimed: open every socket and let undici compile its HTTP parser (WebAssembly), which
+  // otherwise stalls this process for tens of ms right when the first timed requests are in flight.
+  await Promise.allSettled(Array.from({ length: load.connections * 2 }, () => pool.request({ path: '/', method: 'GET' }).then(({ body }) => body.text())));
+  onStart?.();
   const record: LoadRecord = { startedAt: Date.now(), responses: [], latencies: [], socketErrors: [] };
   const startNs = process.hrtime.bigint();
   const endMs = load.durationS * 1000;
@@ -671,6 +680,12 @@ interface MeasuredOpen {
   halfOpenSeen: boolean;
   attemptsByOutcome: Record<string, number>;
   perSecond: ReturnType<typeof perSecond>;
+  stalls: {
+    benchEventLoopDelayMaxMs: number;
+    benchEventLoopDelayP99Ms: number;
+    gatewayEventLoopLagMaxMs: number;
+    gatewayGc: Record<string, { count: number; totalMs: number }>;
+  };
   /** The slowest answers with their completion time in the run, to tell bursts from steady tails. */
   slowest: Array<{ t: number; ms: number; status: number; code: string }>;
 }
@@ -678,9 +693,16 @@ interface MeasuredOpen {
 /** One fixed-duration run against a service whose breakers are all open (fixedRate: open loop, else closed loop). */
 async function measureOpen(gateway: Gateway, load: Load, fixedRate?: number): Promise<MeasuredOpen> {
   const before = await scrape(gateway);
-  const record = fixedRate === undefined ? await startLoad(gateway.url, load).done : await pacedLoad(gateway.url, load, fixedRate);
+  // Stalls of the bench's own event loop delay every answer it times; measure them to tell them apart.
+  const benchLoop = monitorEventLoopDelay({ resolution: 1 });
+  const record =
+    fixedRate === undefined
+      ? await (benchLoop.enable(), startLoad(gateway.url, load).done)
+      : await pacedLoad(gateway.url, load, fixedRate, () => benchLoop.enable());
+  benchLoop.disable();
   const endedAt = Date.now();
   const after = await scrape(gateway);
+  const gcKinds = ['minor', 'major', 'incremental'];
   const sorted = [...record.latencies].sort((a, b) => a - b);
   const statusMix = countBy(record.responses, (r) => `${r.status}${r.code ? ` ${r.code}` : ''}`);
   for (const e of record.socketErrors) statusMix[`socket error ${e.reason}`] = (statusMix[`socket error ${e.reason}`] ?? 0) + 1;
@@ -704,6 +726,22 @@ async function measureOpen(gateway: Gateway, load: Load, fixedRate?: number): Pr
     halfOpenSeen: gateway.log.some(({ at, line }) => at >= record.startedAt && at <= endedAt && line.includes('half-open')),
     attemptsByOutcome: Object.fromEntries(['success', 'failure', 'timeout', 'rejected'].map((o) => [o, delta(before, after, 'waygate_upstream_attempts_total', `outcome="${o}"`)])),
     perSecond: perSecond(record),
+    stalls: {
+      benchEventLoopDelayMaxMs: benchLoop.max / 1e6,
+      benchEventLoopDelayP99Ms: benchLoop.percentile(99) / 1e6,
+      // prom-client resets its lag histogram at every scrape, so these cover this run only.
+      // Sampled by prom-client with a 10 ms timer, so ~10 ms is its floor.
+      gatewayEventLoopLagMaxMs: delta(new Map(), after, 'waygate_', 'nodejs_eventloop_lag_max_seconds') * 1000,
+      gatewayGc: Object.fromEntries(
+        gcKinds.map((kind) => [
+          kind,
+          {
+            count: delta(before, after, 'waygate_', 'nodejs_gc_duration_seconds_count', `kind="${kind}"`),
+            totalMs: Math.round(delta(before, after, 'waygate_', 'nodejs_gc_duration_seconds_sum', `kind="${kind}"`) * 1e5) / 100,
+          },
+        ]),
+      ),
+    },
     // responses[i] and latencies[i] belong to the same answer (both hooks fire per response, in order).
     slowest: record.responses
       .map((r, i) => ({ ...r, ms: record.latencies[i] ?? Number.NaN }))

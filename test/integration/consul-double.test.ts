@@ -9,7 +9,7 @@ import Consul from 'consul';
 import { ConsulDouble } from '../support/consul-double.ts';
 import type { ConsulDoubleOptions } from '../support/consul-double.ts';
 
-const FIXTURES = new URL('../../../shared/consul/fixtures/', import.meta.url);
+const FIXTURES = new URL('../fixtures/consul/', import.meta.url);
 const fixture = <T = unknown>(name: string): T => JSON.parse(readFileSync(new URL(name, FIXTURES), 'utf8')) as T;
 
 type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any

@@ -157,7 +157,7 @@ interface Held {
   timer: NodeJS.Timeout;
 }
 
-const FIXTURE_DIR = new URL('../../../shared/consul/fixtures/', import.meta.url);
+const FIXTURE_DIR = new URL('../fixtures/consul/', import.meta.url);
 const DEFAULT_WAIT_MS = 5 * 60_000;
 const MAX_WAIT_MS = 10 * 60_000;
 const TEXT = 'text/plain; charset=utf-8';

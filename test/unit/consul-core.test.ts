@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { DEFAULTS } from '../../src/config/load.ts';
 import { Backoff, blockingTimeoutMs, formatWait, indexChanged, nextIndex, TokenBucket } from '../../src/registry/consul/blocking.ts';
@@ -8,7 +8,7 @@ import { registrationBody } from '../../src/registry/consul/self-registration.ts
 import { mergeRoutes, routesFromTags } from '../../src/registry/consul/tag-routes.ts';
 import type { RouteConfig } from '../../src/config/types.ts';
 
-const fixture = (name: string): unknown => JSON.parse(readFileSync(new URL(`../../../shared/consul/fixtures/${name}`, import.meta.url), 'utf8'));
+const fixture = (name: string): unknown => JSON.parse(readFileSync(new URL(`../fixtures/consul/${name}`, import.meta.url), 'utf8'));
 
 describe('blocking-query index rules (CONTRACT facts 2–7)', () => {
   test('the index grows with answers and never drops below 1 after the first call', () => {
@@ -121,4 +121,15 @@ test('self-registration body: HTTP check on the admin /health/ready', () => {
     Timeout: '5000ms',
     DeregisterCriticalServiceAfter: '10m',
   });
+});
+
+test('vendored fixtures are byte-for-byte the shared Consul fixtures (when the shared folder is present)', (t) => {
+  const shared = new URL('../../../shared/consul/fixtures/', import.meta.url);
+  if (!existsSync(shared)) {
+    t.skip('../shared/consul/fixtures is not next to this checkout');
+    return;
+  }
+  for (const name of readdirSync(shared).filter((file) => file.endsWith('.json'))) {
+    assert.equal(readFileSync(new URL(`../fixtures/consul/${name}`, import.meta.url), 'utf8'), readFileSync(new URL(name, shared), 'utf8'), name);
+  }
 });
