@@ -131,7 +131,7 @@ interface Gateway {
   readonly url: string;
   readonly admin: string;
   readonly child: Child;
-  /** Every stdout/stderr line with the time it arrived (pino JSON at level warn and above). */
+  /** Every stdout/stderr line with its pino timestamp, else arrival time (pino JSON at level warn and above). */
   readonly log: Array<{ at: number; line: string }>;
 }
 
@@ -177,7 +177,12 @@ async function startGateway(dir: string, instances: readonly string[], retryBudg
     stream?.on('data', (chunk: string | Buffer) => {
       const lines = (partial + chunk.toString()).split('\n');
       partial = lines.pop() ?? '';
-      for (const line of lines) if (line && log.length < 5000) log.push({ at: Date.now(), line });
+      for (const line of lines) {
+        if (!line || log.length >= 5000) continue;
+        // pino's own timestamp (same clock) is exact; arrival time can lag behind a busy gateway.
+        const stamped = /"time":(\d+)/.exec(line)?.[1];
+        log.push({ at: stamped ? Number(stamped) : Date.now(), line });
+      }
     });
   }
   const admin = `http://127.0.0.1:${adminPort}`;
@@ -635,6 +640,13 @@ async function allDead(env: Env): Promise<ScenarioResult> {
       { scenario: s, metric: 'req/s (closed loop)', value: fmt(saturated.reqPerSec), target: '-', met: '-' },
       { scenario: s, metric: 'status mix (closed loop)', value: mixText(saturated), target: 'all 503 CIRCUIT_OPEN', met: yesNo(saturated.notCircuitOpen === 0) },
       { scenario: s, metric: 'gateway-side share <= 5 ms (closed loop)', value: share(saturated), target: '-', met: '-' },
+      {
+        scenario: s,
+        metric: 'stalls in closed loop: bench loop p99 / gateway lag max / gateway GC',
+        value: `${fmt(saturated.stalls.benchEventLoopDelayP99Ms, 1)} ms / ${fmt(saturated.stalls.gatewayEventLoopLagMaxMs, 1)} ms / ${fmt(saturated.stalls.gatewayGc['minor']?.count ?? 0)} minor + ${fmt(saturated.stalls.gatewayGc['major']?.count ?? 0)} major, ${fmt((saturated.stalls.gatewayGc['minor']?.totalMs ?? 0) + (saturated.stalls.gatewayGc['major']?.totalMs ?? 0), 1)} ms`,
+        target: '-',
+        met: '-',
+      },
       { scenario: s, metric: 'half-open trial inside closed-loop window', value: saturated.halfOpenSeen ? 'yes' : 'no', target: '-', met: '-' },
       { scenario: s, metric: `latency p50 / p99 at fixed ${fmt(fixedRate)} req/s (context)`, value: `${fmt(paced.p50Ms, 2)} / ${fmt(paced.p99Ms, 2)} ms`, target: '-', met: '-' },
       { scenario: s, metric: `status mix at fixed ${fmt(fixedRate)} req/s (context)`, value: mixText(paced), target: '-', met: '-' },

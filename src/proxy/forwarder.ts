@@ -89,7 +89,7 @@ export class Forwarder {
   /** Entry point from @fastify/http-proxy's handler. */
   forward(request: FastifyRequest, reply: FastifyReply, ctx: ProxyContext, baseOptions: ReplyFromOptions): void {
     if (reply.raw.destroyed) return; // the client left while its body was being read; nothing to send
-    ctx.entry.budget.requestStarted();
+    ctx.entry.budget.requestStarted(Date.now());
     ctx.forwarded = true;
     this.attempt(request, reply, ctx, this.optionsFor(ctx.entry, baseOptions));
   }
@@ -105,7 +105,6 @@ export class Forwarder {
       ctx.holdsRetrySlot = false;
       ctx.entry.budget.retryFinished();
     }
-    ctx.entry.budget.requestFinished();
   }
 
   private releaseInstance(ctx: ProxyContext): void {
@@ -237,8 +236,12 @@ export class Forwarder {
    */
   private canRetry(ctx: ProxyContext, neverConnected = false): boolean {
     if (!ctx.retriable || ctx.attempts > ctx.entry.route.retries) return false;
-    if (neverConnected || ctx.holdsRetrySlot) return true; // one slot covers every retry of the same request
-    if (!ctx.entry.budget.tryAcquireRetry()) return false;
+    if (neverConnected) {
+      ctx.entry.budget.recordExemptRetry(Date.now());
+      return true;
+    }
+    if (ctx.holdsRetrySlot) return true; // one slot covers every retry of the same request
+    if (!ctx.entry.budget.tryAcquireRetry(Date.now())) return false;
     ctx.holdsRetrySlot = true;
     return true;
   }

@@ -111,8 +111,10 @@ export class ServicePool {
 
   /**
    * Instances a request may try, skipping `tried`. Below panicThreshold % usable instances, breakers
-   * and ejections are ignored so a partial outage never becomes a total one; when every breaker is
-   * open the service is failing as a whole and the caller answers CIRCUIT_OPEN at once.
+   * and ejections are ignored so a partial outage never becomes a total one — but only while some
+   * instance still has a closed breaker. When none does (all open, or open plus half-open trials),
+   * the service is failing as a whole: only half-open trials go through, everything else gets
+   * CIRCUIT_OPEN at once.
    */
   select(tried: ReadonlySet<string> | undefined, panicThreshold: number, now: number): Selection {
     const all = this.healthyRuntimes;
@@ -121,25 +123,33 @@ export class ServicePool {
     if (tried === undefined && this.outlier.ejectedCount(now) === 0 && all.every(acceptsTraffic)) return this.everyone;
     const usable: Instance[] = [];
     let openCount = 0;
+    let closedCount = 0;
     let usableTotal = 0;
     for (const runtime of all) {
-      const open = !runtime.breaker.acceptsTraffic;
-      if (open) openCount += 1;
-      if (open || this.outlier.isEjected(runtime.instance.id, now)) continue;
+      const state = runtime.breaker.state;
+      if (state === 'open') openCount += 1;
+      else if (state === 'closed') closedCount += 1;
+      if (state === 'open' || this.outlier.isEjected(runtime.instance.id, now)) continue;
       usableTotal += 1;
       if (tried === undefined || !tried.has(runtime.instance.id)) usable.push(runtime.instance);
     }
-    if (openCount === all.length) {
-      let nextTrial = Infinity;
-      for (const runtime of all) nextTrial = Math.min(nextTrial, runtime.breaker.nextTrialAt);
-      return { kind: 'circuit-open', retryAfterSeconds: Math.max(1, Math.ceil((nextTrial - now) / 1000)) };
-    }
-    if ((usableTotal / all.length) * 100 < panicThreshold) {
+    if (openCount === all.length) return this.circuitOpen(now);
+    if (closedCount > 0 && (usableTotal / all.length) * 100 < panicThreshold) {
       const everyone: Instance[] = [];
       for (const runtime of all) if (tried === undefined || !tried.has(runtime.instance.id)) everyone.push(runtime.instance);
       return everyone.length > 0 ? { kind: 'candidates', candidates: everyone, panic: true } : NO_INSTANCE;
     }
-    return usable.length > 0 ? { kind: 'candidates', candidates: usable, panic: false } : NO_INSTANCE;
+    if (usable.length > 0) return { kind: 'candidates', candidates: usable, panic: false };
+    return closedCount === 0 ? this.circuitOpen(now) : NO_INSTANCE;
+  }
+
+  private circuitOpen(now: number): Selection {
+    let nextTrial = Infinity;
+    for (const runtime of this.healthyRuntimes) {
+      if (runtime.breaker.state === 'open') nextTrial = Math.min(nextTrial, runtime.breaker.nextTrialAt);
+    }
+    const seconds = Number.isFinite(nextTrial) ? Math.ceil((nextTrial - now) / 1000) : 1;
+    return { kind: 'circuit-open', retryAfterSeconds: Math.max(1, seconds) };
   }
 
   /** Feeds an attempt's outcome to outlier detection; logs and counts ejections. */

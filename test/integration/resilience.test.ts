@@ -101,6 +101,29 @@ describe('circuit breakers', () => {
       }
     });
   });
+  test('while every breaker is open or half-open, only the trial reaches an instance; the rest get CIRCUIT_OPEN', async () => {
+    await withUpstreams(['a', 'b'], async ([a, b]) => {
+      const gw = await startGateway(serviceYaml([a!.url, b!.url], `    retries: 1
+    timeout: 1s
+    circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 2, window: 10s, resetTimeout: 300ms }
+    outlierDetection: { consecutiveFailures: 1000, baseEjectionTime: 30s, maxEjectionTime: 300s, maxEjectionPercent: 50 }`));
+      try {
+        a!.mode = 'error500';
+        b!.mode = 'error500';
+        await until(async () => (await get(`${gw.url}/x`)).status === 503, 'breakers open');
+        a!.mode = 'hang';
+        b!.mode = 'hang';
+        await until(async () => (await instancesOf(gw)).some((i) => i.breaker === 'half-open'), 'a half-open breaker');
+        const before = a!.received.length + b!.received.length;
+        const answers = await Promise.all(Array.from({ length: 6 }, () => get(`${gw.url}/x`)));
+        const circuitOpen = answers.filter((r) => r.status === 503 && r.body.includes('CIRCUIT_OPEN')).length;
+        assert.ok(circuitOpen >= 4, `statuses ${answers.map((r) => r.status).join(',')}`);
+        assert.ok(a!.received.length + b!.received.length - before <= 2, 'at most the half-open trials reached an instance');
+      } finally {
+        await gw.stop();
+      }
+    });
+  });
 });
 
 describe('outlier detection and panic threshold', () => {

@@ -40,18 +40,37 @@ describe('outlier detection', () => {
 });
 
 describe('retry budget', () => {
-  test('minConcurrent retries are always allowed; beyond that, percent of active requests', () => {
+  test('minConcurrent retries in flight are always allowed', () => {
     const budget = new RetryBudget(20, 2);
-    budget.requestStarted();
-    assert.equal(budget.tryAcquireRetry(), true);
-    assert.equal(budget.tryAcquireRetry(), true);
-    assert.equal(budget.tryAcquireRetry(), false);
-    for (let i = 0; i < 19; i++) budget.requestStarted(); // 20 active: 20 % = 4
-    assert.equal(budget.tryAcquireRetry(), true);
-    assert.equal(budget.tryAcquireRetry(), true);
-    assert.equal(budget.tryAcquireRetry(), false);
+    budget.requestStarted(0);
+    assert.equal(budget.tryAcquireRetry(0), true);
+    assert.equal(budget.tryAcquireRetry(0), true);
+    assert.equal(budget.tryAcquireRetry(0), false, '1 request in the window allows 0.2 retries');
     budget.retryFinished();
-    assert.equal(budget.tryAcquireRetry(), true);
+    assert.equal(budget.tryAcquireRetry(0), true);
+  });
+
+  test('beyond that, retries over the window stay within percent of the requests in it', () => {
+    const budget = new RetryBudget(20, 0, 10_000);
+    for (let i = 0; i < 50; i++) budget.requestStarted(5_000);
+    let granted = 0;
+    while (budget.tryAcquireRetry(5_000)) granted += 1;
+    assert.equal(granted, 10, '20 % of 50');
+  });
+
+  test('old requests leave the window', () => {
+    const budget = new RetryBudget(20, 0, 10_000);
+    for (let i = 0; i < 50; i++) budget.requestStarted(0);
+    assert.equal(budget.tryAcquireRetry(9_999), true);
+    assert.equal(budget.tryAcquireRetry(20_000), false, 'the 50 requests are 20 s old');
+  });
+
+  test('exempt retries still count toward the window', () => {
+    const budget = new RetryBudget(20, 0, 10_000);
+    for (let i = 0; i < 10; i++) budget.requestStarted(0);
+    budget.recordExemptRetry(0);
+    budget.recordExemptRetry(0);
+    assert.equal(budget.tryAcquireRetry(0), false, '2 of 10 already used');
   });
 });
 
