@@ -25,7 +25,11 @@ export class GatewayError extends Error {
 
   constructor(code: GatewayErrorCode, options: { detail?: string; retryAfterSeconds?: number; cause?: unknown } = {}) {
     const entry = GATEWAY_ERRORS[code];
+    // These are answers, not bugs: skip the stack capture, which dominates the cost of a fail-fast reply.
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(options.detail ? `${entry.message}: ${options.detail}` : entry.message, { cause: options.cause });
+    Error.stackTraceLimit = stackTraceLimit;
     this.name = 'GatewayError';
     this.code = code;
     this.status = entry.status;
