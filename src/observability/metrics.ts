@@ -1,23 +1,13 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { RequestCounter, RequestDurationHistogram } from './request-metrics.ts';
 
 /** Every Prometheus series waygate exports; labels are route/service/registry names, never raw URLs. */
 export class GatewayMetrics {
   readonly registry = new Registry();
 
-  readonly requests = new Counter({
-    name: 'waygate_requests_total',
-    help: 'Requests answered, by route, method and status code',
-    labelNames: ['route', 'method', 'code'] as const,
-    registers: [this.registry],
-  });
-
-  readonly requestDuration = new Histogram({
-    name: 'waygate_request_duration_seconds',
-    help: 'Time from request arrival to response end, by route',
-    labelNames: ['route'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers: [this.registry],
-  });
+  /** Recorded on the hot path without prom-client's label handling; rendered at scrape time. */
+  readonly requests = new RequestCounter();
+  readonly requestDuration = new RequestDurationHistogram();
 
   readonly upstreamAttempts = new Counter({
     name: 'waygate_upstream_attempts_total',
@@ -76,6 +66,8 @@ export class GatewayMetrics {
   });
 
   constructor(options: { processMetrics?: boolean } = {}) {
+    this.registry.registerMetric(this.requests as never);
+    this.registry.registerMetric(this.requestDuration as never);
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'waygate_' }); // waygate_process_*, waygate_nodejs_*
   }
 
@@ -86,26 +78,3 @@ export class GatewayMetrics {
   }
 }
 
-/** Label-bound children of the per-request series, cached so the hot path skips prom-client's label hashing. */
-export class RequestMetrics {
-  private readonly counters = new Map<string, { inc(): void }>();
-  private readonly durations = new Map<string, { observe(value: number): void }>();
-
-  constructor(private readonly metrics: GatewayMetrics) {}
-
-  record(route: string, method: string, status: number, seconds: number): void {
-    const key = `${route}\u0000${method}\u0000${status}`;
-    let counter = this.counters.get(key);
-    if (!counter) {
-      counter = this.metrics.requests.labels(route, method, String(status));
-      this.counters.set(key, counter);
-    }
-    counter.inc();
-    let duration = this.durations.get(route);
-    if (!duration) {
-      duration = this.metrics.requestDuration.labels(route);
-      this.durations.set(route, duration);
-    }
-    duration.observe(seconds);
-  }
-}

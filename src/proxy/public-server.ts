@@ -5,7 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import type { HashKeySource } from '../config/types.ts';
 import { GatewayError, errorBody } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
-import { type GatewayMetrics, RequestMetrics } from '../observability/metrics.ts';
+import type { GatewayMetrics } from '../observability/metrics.ts';
 import { hostWithoutPort } from '../routing/match.ts';
 import { normalizePath, stripPathPrefix } from '../routing/path.ts';
 import type { RouteTable } from '../routing/table.ts';
@@ -80,7 +80,6 @@ async function bufferBody(request: FastifyRequest, ctx: ProxyContext): Promise<v
 
 /** The client-facing listener: path normalization, route matching, then @fastify/http-proxy with a per-request upstream. */
 export async function buildPublicServer(deps: PublicServerDeps): Promise<FastifyInstance> {
-  const requestMetrics = new RequestMetrics(deps.metrics);
   const app = Fastify({
     loggerInstance: deps.logger.child({ component: 'proxy' }, { level: 'error' }) as FastifyBaseLogger,
     // One shared logger instead of a child per request: request-level lines are not logged anyway.
@@ -90,7 +89,7 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     forceCloseConnections: 'idle',
     // Malformed URLs (bad percent-escapes) get the gateway's JSON error, not Fastify's own body.
     frameworkErrors: (error, request, reply) => {
-      requestMetrics.record('(none)', KNOWN_METHODS.has(request.method) ? request.method : 'OTHER', 400, 0);
+      deps.metrics.requests.inc('(none)', KNOWN_METHODS.has(request.method) ? request.method : 'OTHER', 400);
       sendGatewayError(reply as FastifyReply, new GatewayError(error.code === 'FST_ERR_BAD_URL' ? 'INVALID_PATH' : 'BAD_REQUEST', { detail: error.message }));
     },
   });
@@ -106,7 +105,9 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     const request = this[kRequest]!;
     const ctx = request.waygate;
     const method = KNOWN_METHODS.has(request.method) ? request.method : 'OTHER';
-    requestMetrics.record(ctx?.entry.route.name ?? '(none)', method, this.statusCode, Number(process.hrtime.bigint() - request.startedAt) / 1e9);
+    const route = ctx?.entry.route.name ?? '(none)';
+    deps.metrics.requests.inc(route, method, this.statusCode);
+    deps.metrics.requestDuration.observe(route, Number(process.hrtime.bigint() - request.startedAt) / 1e9);
     if (ctx?.forwarded) forwarder.finish(ctx);
   }
 
