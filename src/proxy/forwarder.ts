@@ -128,7 +128,7 @@ export class Forwarder {
     }
     const { pool } = ctx.entry;
     pool.recordOutcome(ctx.current!.instance.id, failed, Date.now());
-    this.deps.metrics.upstreamAttempts.inc({ service: pool.name, outcome });
+    pool.countAttempt(outcome);
   }
 
   private attempt(request: FastifyRequest, reply: FastifyReply, ctx: ProxyContext, options: ReplyFromOptions): void {
@@ -154,7 +154,7 @@ export class Forwarder {
     // Panic routing may send to an open breaker on purpose; only breakers that accept traffic gate.
     const permit = runtime.breaker.acceptsTraffic || !selection.panic ? runtime.breaker.permit() : NO_BREAKER;
     if (!permit) {
-      this.deps.metrics.upstreamAttempts.inc({ service: pool.name, outcome: 'rejected' });
+      pool.countAttempt('rejected');
       ctx.lastFailure ??= new GatewayError('CIRCUIT_OPEN', { detail: pool.name, retryAfterSeconds: Math.max(1, Math.ceil((runtime.breaker.nextTrialAt - now) / 1000)) });
       // A rejection costs nothing upstream: move on at once without spending the retry budget.
       if (ctx.attempts <= route.retries + 1) return this.attempt(request, reply, ctx, options);

@@ -46,6 +46,7 @@ export class ServicePool {
   private everyone: Selection = NO_INSTANCE;
   private unhealthyInstances: readonly Instance[] = [];
   private readonly outlier: OutlierDetector;
+  private readonly attemptCounters = new Map<string, { inc(): void }>();
   lastSyncAt: number | undefined;
   lastError: string | undefined;
 
@@ -150,6 +151,16 @@ export class ServicePool {
     }
     const seconds = Number.isFinite(nextTrial) ? Math.ceil((nextTrial - now) / 1000) : 1;
     return { kind: 'circuit-open', retryAfterSeconds: Math.max(1, seconds) };
+  }
+
+  /** Counts an upstream attempt; label-bound counters are cached so the hot path skips label hashing. */
+  countAttempt(outcome: 'success' | 'failure' | 'timeout' | 'rejected'): void {
+    let counter = this.attemptCounters.get(outcome);
+    if (!counter) {
+      counter = this.options.metrics.upstreamAttempts.labels(this.name, outcome);
+      this.attemptCounters.set(outcome, counter);
+    }
+    counter.inc();
   }
 
   /** Feeds an attempt's outcome to outlier detection; logs and counts ejections. */
