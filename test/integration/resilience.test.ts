@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { GatewayMetrics } from '../../src/observability/metrics.ts';
 import { metricValue, type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
@@ -280,6 +282,42 @@ describe('retries', () => {
 });
 
 describe('timeouts and fail-fast answers', () => {
+  test('a connect that never completes times out after connectTimeout and moves to another instance', async () => {
+    // A listener in a stopped process with a full accept queue: the kernel drops further SYNs, so connects hang.
+    const child = spawn(process.execPath, ['-e', "const s=require('net').createServer(()=>{});s.listen({port:0,host:'127.0.0.1',backlog:1},()=>process.stdout.write(s.address().port+'\\n'))"], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const fillers: Socket[] = [];
+    const good = await startUpstream('good');
+    try {
+      const port = await new Promise<number>((resolve) => child.stdout!.once('data', (data) => resolve(Number(String(data).trim()))));
+      process.kill(child.pid!, 'SIGSTOP');
+      for (let i = 0; i < 4; i++) fillers.push(connect(port, '127.0.0.1').on('error', () => {}));
+      const stalled = `http://127.0.0.1:${port}`;
+      const gw = await startGateway(serviceYaml([stalled, good.url], `    retries: 1
+    connectTimeout: 200ms
+    timeout: 10s
+    panicThreshold: 0`));
+      try {
+        for (let i = 0; i < 4; i++) assert.equal((await get(`${gw.url}/x`)).status, 200);
+        assert.ok((await metricValue(gw.adminUrl, 'waygate_retries_total', { route: 'r' }))! >= 1, 'moved after the connect timeout');
+        assert.ok((await metricValue(gw.adminUrl, 'waygate_upstream_attempts_total', { service: 'svc', outcome: 'failure' }))! >= 1);
+      } finally {
+        await gw.stop();
+      }
+      const only = await startGateway(serviceYaml([stalled], '    retries: 0\n    connectTimeout: 200ms\n    timeout: 10s'));
+      try {
+        const answer = await get(`${only.url}/x`);
+        assert.equal(answer.status, 502, 'a connect timeout is a connect failure, not a response timeout');
+        assert.equal((JSON.parse(answer.body) as { error: { code: string } }).error.code, 'UPSTREAM_UNAVAILABLE');
+      } finally {
+        await only.stop();
+      }
+    } finally {
+      for (const socket of fillers) socket.destroy();
+      child.kill('SIGKILL');
+      await good.close();
+    }
+  });
+
   test('a hanging upstream gets 504 UPSTREAM_TIMEOUT after a sub-second route timeout', async () => {
     await withUpstreams(['hang'], async ([hang]) => {
       hang!.mode = 'hang';
