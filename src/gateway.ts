@@ -25,6 +25,9 @@ export interface GatewayOptions {
   readonly registries?: readonly Registry[];
 }
 
+/** How long a retired pool keeps its breakers for requests that were already under way. */
+const RETIRED_POOL_GRACE_MS = 60_000;
+
 type Phase = 'created' | 'starting' | 'serving' | 'draining' | 'stopped';
 
 /** Composes registries, the routing table, the public proxy and the admin listener; owns start/stop. */
@@ -124,6 +127,20 @@ export class Gateway {
       registry.track?.(routes.filter((route) => this.registryFor(route.service) === registry).map((route) => route.service));
     }
     this.table = this.buildTable(routes);
+    this.retireUnusedPools();
+  }
+
+  /** Pools no route uses any more (a tag route went away) are dropped; their breakers stop after in-flight requests had time to end. */
+  private retireUnusedPools(): void {
+    const used = new Set(this.table.entries.map((entry) => entry.pool));
+    for (const [key, pool] of this.pools) {
+      if (used.has(pool)) continue;
+      this.pools.delete(key);
+      const siblings = (this.poolsByService.get(pool.name) ?? []).filter((candidate) => candidate !== pool);
+      if (siblings.length > 0) this.poolsByService.set(pool.name, siblings);
+      else this.poolsByService.delete(pool.name);
+      setTimeout(() => pool.close(), RETIRED_POOL_GRACE_MS).unref();
+    }
   }
 
   get routeTable(): RouteTable {

@@ -74,6 +74,9 @@ export class ConsulRegistry implements Registry {
       if (!next.has(name)) {
         this.tracked.delete(name);
         this.states.delete(name);
+        this.snapshots.delete(name);
+        this.digests.delete(name);
+        this.pending.delete(name);
         void this.loops.get(name)?.stop();
         this.loops.delete(name);
       }
