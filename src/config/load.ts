@@ -102,7 +102,7 @@ export const DEFAULTS = deepFreeze({
     retryOn: ['connect-failure'] as readonly RetryCondition[],
     retryBudget: { percent: 20, minConcurrent: 3 },
     maxRetryBodySize: 65_536,
-    circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 10, windowMs: 10_000, resetTimeoutMs: 10_000 },
+    circuitBreaker: { failureStatuses: ['5xx'] as readonly (number | '5xx')[], errorThresholdPercentage: 50, volumeThreshold: 10, windowMs: 10_000, resetTimeoutMs: 10_000 },
     outlierDetection: { consecutiveFailures: 5, baseEjectionTimeMs: 30_000, maxEjectionTimeMs: 300_000, maxEjectionPercent: 50 },
     panicThreshold: 50,
   } satisfies RouteDefaults,
@@ -436,6 +436,16 @@ const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '[::]']);
 const ORIGIN_REASON = 'must be an http:// or https:// origin without path or query, like http://127.0.0.1:3001';
 
 /** http(s) origin with no path/query/credentials; returns the normalised origin or undefined. */
+/** Keeps the valid entries of a failureStatuses list (the schema has reported the others), without duplicates. */
+function failureStatuses(items: unknown[]): (number | '5xx')[] {
+  const out: (number | '5xx')[] = [];
+  for (const item of items) {
+    const valid = item === '5xx' || (Number.isInteger(item) && (item as number) >= 400 && (item as number) <= 599);
+    if (valid && !out.includes(item as number | '5xx')) out.push(item as number | '5xx');
+  }
+  return out;
+}
+
 export function normaliseOrigin(raw: string): string | undefined {
   let url: URL;
   try {
@@ -659,6 +669,7 @@ class Resolver {
       },
       maxRetryBodySize: parseSize(raw['maxRetryBodySize']) ?? base.maxRetryBodySize,
       circuitBreaker: {
+        failureStatuses: Array.isArray(cb['failureStatuses']) ? failureStatuses(cb['failureStatuses']) : [...base.circuitBreaker.failureStatuses],
         errorThresholdPercentage: asPercent(cb['errorThresholdPercentage']) ?? base.circuitBreaker.errorThresholdPercentage,
         volumeThreshold: asInt(cb['volumeThreshold'], 0) ?? base.circuitBreaker.volumeThreshold,
         windowMs: asDuration(cb['window'], 1) ?? base.circuitBreaker.windowMs,

@@ -65,6 +65,10 @@ const routeDefaultProperties: Record<string, SchemaObject> = {
   retryBudget: mapping({ percent, minConcurrent: int(0) }),
   maxRetryBodySize: size,
   circuitBreaker: mapping({
+    failureStatuses: {
+      type: 'array',
+      items: { failureStatus: true },
+    },
     errorThresholdPercentage: percent,
     volumeThreshold: int(0),
     window: duration({ min: 1 }),
@@ -195,6 +199,12 @@ const validateSize: SchemaValidateFunction = function validateSize(_schema: unkn
   return parseSize(data) === undefined ? fail(validateSize, SIZE_HINT) : true;
 };
 
+const FAILURE_STATUS_HINT = 'must be "5xx" or a status code from 400 to 599';
+const validateFailureStatus: SchemaValidateFunction = function validateFailureStatus(_schema: unknown, data: unknown) {
+  const valid = data === '5xx' || (typeof data === 'number' && Number.isInteger(data) && data >= 400 && data <= 599);
+  return valid ? true : fail(validateFailureStatus, FAILURE_STATUS_HINT);
+};
+
 let compiled: ((data: unknown) => boolean) & { errors?: ErrorObject[] | null } | undefined;
 
 /** Validates the raw document; returns ajv errors (verbose, so parentSchema is available). */
@@ -203,6 +213,7 @@ export function validateRawConfig(data: unknown): ErrorObject[] {
     const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true });
     ajv.addKeyword({ keyword: 'duration', schemaType: 'object', errors: true, validate: validateDuration });
     ajv.addKeyword({ keyword: 'size', schemaType: 'boolean', errors: true, validate: validateSize });
+    ajv.addKeyword({ keyword: 'failureStatus', schemaType: 'boolean', errors: true, validate: validateFailureStatus });
     ajv.addKeyword({ keyword: 'x-reasons', schemaType: 'object' });
     compiled = ajv.compile(configSchema);
   }

@@ -80,6 +80,8 @@ export interface ConsulRegisterConfig {
 export type RetryCondition = 'connect-failure' | '502' | '503' | '504';
 
 export interface CircuitBreakerConfig {
+  /** Upstream answers that count as failures for breakers and outlier detection: "5xx" or single codes. */
+  readonly failureStatuses: readonly (number | '5xx')[];
   readonly errorThresholdPercentage: number;
   readonly volumeThreshold: number;
   readonly windowMs: number;

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
 import type { BreakerPermit } from '../resilience/breakers.ts';
-import { classifyAttemptError, isRetriableStatus, retryBackoffMs } from '../resilience/retry-policy.ts';
+import { classifyAttemptError, failureStatusPredicate, isRetriableStatus, retryBackoffMs } from '../resilience/retry-policy.ts';
 import type { InstanceRuntime } from '../routing/service-pool.ts';
 import type { RouteEntry } from '../routing/table.ts';
 import type { AttemptDispatcher } from './dispatcher.ts';
@@ -185,6 +185,7 @@ export class Forwarder {
     let options = this.optionsByRoute.get(entry);
     if (options) return options;
     const { route, pool } = entry;
+    const isFailure = failureStatusPredicate(route.circuitBreaker.failureStatuses);
     options = {
       ...baseOptions,
       getUpstream: (request) => contextOf(request as FastifyRequest).current!.instance.url,
@@ -209,7 +210,7 @@ export class Forwarder {
           ctx.lastFailure = new GatewayError('UPSTREAM_UNAVAILABLE', { detail: `${pool.name} answered ${status}` });
           return this.retry(request as FastifyRequest, reply as FastifyReply, ctx, options!);
         }
-        this.endAttempt(ctx, status >= 500 ? 'failure' : 'success');
+        this.endAttempt(ctx, isFailure(status) ? 'failure' : 'success');
         reply.send(res.stream);
       },
       onError: (reply, { error }) => {

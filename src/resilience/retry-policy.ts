@@ -54,3 +54,13 @@ export function isRetriableStatus(method: string, status: number, retryOn: reado
 export function retryBackoffMs(attempt: number, random: () => number = Math.random): number {
   return Math.floor(random() * Math.min(10 * attempt, 50));
 }
+
+/** Compiles a failureStatuses list into a fast lookup: true for upstream statuses that count as failures. */
+export function failureStatusPredicate(statuses: readonly (number | '5xx')[]): (status: number) => boolean {
+  const table = new Uint8Array(600);
+  for (const entry of statuses) {
+    if (entry === '5xx') table.fill(1, 500, 600);
+    else table[entry] = 1;
+  }
+  return (status) => status < 600 && table[status] === 1;
+}

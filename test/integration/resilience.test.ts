@@ -82,6 +82,28 @@ describe('circuit breakers', () => {
     });
   });
 
+  test('failureStatuses decides which answers count against an instance', async () => {
+    const busy = await startUpstream('busy', { handler: (_req, res) => res.writeHead(429).end('slow down') });
+    const fine = await startUpstream('fine');
+    const breakerConfig = 'errorThresholdPercentage: 50, volumeThreshold: 2, window: 10s, resetTimeout: 30s';
+    const plain = await startGateway(serviceYaml([busy.url, fine.url], `    retries: 0\n    circuitBreaker: { ${breakerConfig} }`));
+    const strict = await startGateway(serviceYaml([busy.url, fine.url], `    retries: 0\n    circuitBreaker: { failureStatuses: [5xx, 429], ${breakerConfig} }`));
+    try {
+      for (let i = 0; i < 10; i++) await get(`${plain.url}/x`);
+      assert.equal((await instancesOf(plain)).find((i) => i.url === busy.url)?.breaker, 'closed', '429 is not a failure by default');
+      await until(async () => {
+        const answer = await get(`${strict.url}/x`);
+        assert.ok(answer.status === 200 || (answer.status === 429 && answer.body === 'slow down'), 'the 429 itself passes through');
+        return (await instancesOf(strict)).find((i) => i.url === busy.url)?.breaker === 'open';
+      }, 'listed 429 opens the breaker');
+    } finally {
+      await plain.stop();
+      await strict.stop();
+      await busy.close();
+      await fine.close();
+    }
+  });
+
   test('every breaker open: 503 CIRCUIT_OPEN at once, with Retry-After', async () => {
     await withUpstreams(['a', 'b'], async ([a, b]) => {
       const gw = await startGateway(serviceYaml([a!.url, b!.url], `    retries: 0

@@ -48,7 +48,7 @@ const EXPECTED_ROUTE_DEFAULTS: RouteDefaults = {
   retryOn: ['connect-failure'],
   retryBudget: { percent: 20, minConcurrent: 3 },
   maxRetryBodySize: 65_536,
-  circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 10, windowMs: 10_000, resetTimeoutMs: 10_000 },
+  circuitBreaker: { failureStatuses: ['5xx'], errorThresholdPercentage: 50, volumeThreshold: 10, windowMs: 10_000, resetTimeoutMs: 10_000 },
   outlierDetection: { consecutiveFailures: 5, baseEjectionTimeMs: 30_000, maxEjectionTimeMs: 300_000, maxEjectionPercent: 50 },
   panicThreshold: 50,
 };
@@ -148,7 +148,7 @@ defaults:
   retryOn: [connect-failure, 503]
   retryBudget: { percent: 10, minConcurrent: 1 }
   maxRetryBodySize: 1MiB
-  circuitBreaker: { errorThresholdPercentage: 40, volumeThreshold: 5, window: 20s, resetTimeout: 15s }
+  circuitBreaker: { failureStatuses: ['5xx'], errorThresholdPercentage: 40, volumeThreshold: 5, window: 20s, resetTimeout: 15s }
   outlierDetection: { consecutiveFailures: 3, baseEjectionTime: 10s, maxEjectionTime: 100s, maxEjectionPercent: 30 }
   panicThreshold: 40
 routes:
@@ -206,7 +206,7 @@ routes:
         retryOn: ['connect-failure', '503'],
         retryBudget: { percent: 10, minConcurrent: 1 },
         maxRetryBodySize: 1_048_576,
-        circuitBreaker: { errorThresholdPercentage: 40, volumeThreshold: 5, windowMs: 20_000, resetTimeoutMs: 15_000 },
+        circuitBreaker: { failureStatuses: ['5xx'], errorThresholdPercentage: 40, volumeThreshold: 5, windowMs: 20_000, resetTimeoutMs: 15_000 },
         outlierDetection: { consecutiveFailures: 3, baseEjectionTimeMs: 10_000, maxEjectionTimeMs: 100_000, maxEjectionPercent: 30 },
         panicThreshold: 40,
       },
@@ -225,7 +225,7 @@ routes:
           retryOn: ['502', '504'],
           retryBudget: { percent: 10, minConcurrent: 1 },
           maxRetryBodySize: 1_048_576,
-          circuitBreaker: { errorThresholdPercentage: 40, volumeThreshold: 20, windowMs: 20_000, resetTimeoutMs: 15_000 },
+          circuitBreaker: { failureStatuses: ['5xx'], errorThresholdPercentage: 40, volumeThreshold: 20, windowMs: 20_000, resetTimeoutMs: 15_000 },
           outlierDetection: { consecutiveFailures: 3, baseEjectionTimeMs: 10_000, maxEjectionTimeMs: 100_000, maxEjectionPercent: 100 },
           panicThreshold: 40,
           source: 'yaml',
@@ -244,7 +244,7 @@ routes:
           retryOn: ['connect-failure', '503'],
           retryBudget: { percent: 10, minConcurrent: 1 },
           maxRetryBodySize: 1_048_576,
-          circuitBreaker: { errorThresholdPercentage: 40, volumeThreshold: 5, windowMs: 20_000, resetTimeoutMs: 15_000 },
+          circuitBreaker: { failureStatuses: ['5xx'], errorThresholdPercentage: 40, volumeThreshold: 5, windowMs: 20_000, resetTimeoutMs: 15_000 },
           outlierDetection: { consecutiveFailures: 3, baseEjectionTimeMs: 10_000, maxEjectionTimeMs: 100_000, maxEjectionPercent: 30 },
           panicThreshold: 40,
           source: 'yaml',
@@ -684,5 +684,32 @@ describe('formatProblem / ConfigError / loadConfigFile', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('circuitBreaker.failureStatuses', () => {
+  const base = `registry:
+  static:
+    services:
+      s: { instances: ["http://127.0.0.1:1"] }
+routes:
+  - name: r
+    match: { pathPrefix: / }
+    service: s
+`;
+
+  it('defaults to every 5xx and takes "5xx" or single codes from 400 to 599', () => {
+    const plain = parseConfig(base, { file: 'gw.yaml', env: {} });
+    assert.ok(plain.ok);
+    assert.deepStrictEqual(plain.config.routes[0]!.circuitBreaker.failureStatuses, ['5xx']);
+    const custom = parseConfig(`${base}    circuitBreaker: { failureStatuses: [503, 429, 503] }\n`, { file: 'gw.yaml', env: {} });
+    assert.ok(custom.ok);
+    assert.deepStrictEqual(custom.config.routes[0]!.circuitBreaker.failureStatuses, [503, 429]);
+  });
+
+  it('reports anything else at its position', () => {
+    assert.deepStrictEqual(problems(`${base}    circuitBreaker: { failureStatuses: [5xx, 200] }\n`), [
+      'gw.yaml:9:46 routes[0].circuitBreaker.failureStatuses[1]: must be "5xx" or a status code from 400 to 599',
+    ]);
   });
 });

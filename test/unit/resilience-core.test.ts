@@ -5,7 +5,7 @@ import { HealthVerdict } from '../../src/registry/health-checker.ts';
 import { BreakerClock, InstanceBreaker } from '../../src/resilience/breakers.ts';
 import { OutlierDetector } from '../../src/resilience/outlier.ts';
 import { RetryBudget } from '../../src/resilience/retry-budget.ts';
-import { classifyAttemptError, isRetriableStatus, retryBackoffMs } from '../../src/resilience/retry-policy.ts';
+import { classifyAttemptError, failureStatusPredicate, isRetriableStatus, retryBackoffMs } from '../../src/resilience/retry-policy.ts';
 
 const outlierConfig = { consecutiveFailures: 3, baseEjectionTimeMs: 1_000, maxEjectionTimeMs: 2_500, maxEjectionPercent: 50 };
 
@@ -91,6 +91,13 @@ describe('retry policy', () => {
     assert.equal(isRetriableStatus('GET', 500, ['503']), false);
   });
 
+  test('failureStatuses: "5xx" covers 500-599; single codes add to it', () => {
+    const fails = failureStatusPredicate(['5xx', 429]);
+    assert.deepEqual([200, 404, 429, 499, 500, 503, 599, 600].map(fails), [false, false, true, false, true, true, true, false]);
+    const only503 = failureStatusPredicate([503]);
+    assert.deepEqual([500, 503].map(only503), [false, true]);
+  });
+
   test('backoff is small and jittered', () => {
     assert.equal(retryBackoffMs(1, () => 0), 0);
     assert.equal(retryBackoffMs(2, () => 0.5), 10);
@@ -102,7 +109,7 @@ describe('circuit breaker (opossum per instance)', () => {
   test('opens past the error threshold, rejects while open, and lets exactly one trial through when half-open', async () => {
     const clock = new BreakerClock();
     const states: string[] = [];
-    const breaker = new InstanceBreaker({ errorThresholdPercentage: 50, volumeThreshold: 4, windowMs: 10_000, resetTimeoutMs: 50 }, clock, (state) => states.push(state));
+    const breaker = new InstanceBreaker({ failureStatuses: ['5xx'], errorThresholdPercentage: 50, volumeThreshold: 4, windowMs: 10_000, resetTimeoutMs: 50 }, clock, (state) => states.push(state));
     try {
       for (let i = 0; i < 4; i++) breaker.permit()!.failure();
       await new Promise((resolve) => setImmediate(resolve));

@@ -15,7 +15,7 @@ function poolOf(ids: string[], resetTimeoutMs: number): { pool: ServicePool; clo
     name: 'svc',
     registry: 'static',
     tags: [],
-    circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs },
+    circuitBreaker: { failureStatuses: ['5xx'], errorThresholdPercentage: 50, volumeThreshold: 1, windowMs: 10_000, resetTimeoutMs },
     outlierDetection: { consecutiveFailures: 1000, baseEjectionTimeMs: 30_000, maxEjectionTimeMs: 300_000, maxEjectionPercent: 50 },
     clock,
     metrics: new GatewayMetrics({ processMetrics: false }),
