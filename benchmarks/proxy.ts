@@ -141,30 +141,19 @@ async function bench(): Promise<void> {
   // 'exit' also runs when a signal handler ends the process early, unlike a finally block.
   process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
 
+  /** Starts this file in a proxy role (b or c) as its own child, in front of the single upstream. */
+  const startRoleProxy = async (role: 'bare-proxy' | 'fast-gateway') => {
+    const port = await freePort();
+    const child = spawnNode(role, ['--import', 'tsx', SELF, role, String(port), single], { ipc: true });
+    const url = `http://127.0.0.1:${port}/`;
+    await waitUntilReady(url, { child });
+    return { url, child };
+  };
+
   const targets: Target[] = [
     { id: 'a', label: '(a) upstream direct', start: async () => ({ url: `${single}/` }) },
-    {
-      id: 'b',
-      label: '(b) @fastify/http-proxy, 1 upstream',
-      start: async () => {
-        const port = await freePort();
-        const child = spawnNode('bare-proxy', ['--import', 'tsx', SELF, 'bare-proxy', String(port), single], { ipc: true });
-        const url = `http://127.0.0.1:${port}/`;
-        await waitUntilReady(url, { child });
-        return { url, child };
-      },
-    },
-    {
-      id: 'c',
-      label: '(c) fast-gateway 3.4.7, 1 upstream',
-      start: async () => {
-        const port = await freePort();
-        const child = spawnNode('fast-gateway', ['--import', 'tsx', SELF, 'fast-gateway', String(port), single], { ipc: true });
-        const url = `http://127.0.0.1:${port}/`;
-        await waitUntilReady(url, { child });
-        return { url, child };
-      },
-    },
+    { id: 'b', label: '(b) @fastify/http-proxy, 1 upstream', start: () => startRoleProxy('bare-proxy') },
+    { id: 'c', label: '(c) fast-gateway 3.4.7, 1 upstream', start: () => startRoleProxy('fast-gateway') },
     {
       id: 'd',
       label: '(d) waygate, 3 instances round-robin',

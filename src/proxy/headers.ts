@@ -6,12 +6,7 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transf
 /** Removes hop-by-hop headers (including every Proxy-* header) and every header the Connection header names. */
 export function stripHopByHop(headers: Record<string, unknown>): void {
   const connection = headers.connection;
-  if (typeof connection === 'string') {
-    for (const name of connection.split(',')) {
-      const trimmed = name.trim().toLowerCase();
-      if (trimmed) delete headers[trimmed];
-    }
-  }
+  if (typeof connection === 'string') for (const name of connectionNames(connection)) delete headers[name];
   for (const name in headers) {
     if (isHopByHop(name)) delete headers[name];
   }
@@ -26,17 +21,20 @@ function isHopByHop(name: string): boolean {
  * (always present) connection/keep-alive keys would push every response object into slow mode.
  */
 export function withoutHopByHop(headers: Record<string, unknown>): Record<string, unknown> {
-  const named = typeof headers.connection === 'string' ? headers.connection.toLowerCase() : '';
+  const connection = headers.connection;
+  // The usual values name no other header; skip parsing them on every response.
+  const named = typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close' ? connectionNames(connection) : undefined;
   const out: Record<string, unknown> = {};
   for (const name in headers) {
-    if (isHopByHop(name) || (named !== '' && named.includes(name) && connectionNames(named).includes(name))) continue;
+    if (isHopByHop(name) || named?.includes(name)) continue;
     out[name] = headers[name];
   }
   return out;
 }
 
+/** Header names listed in a Connection header, lower-cased. */
 function connectionNames(value: string): string[] {
-  return value.split(',').map((name) => name.trim());
+  return value.toLowerCase().split(',').map((name) => name.trim()).filter((name) => name !== '');
 }
 
 export interface ForwardingFacts {
