@@ -10,6 +10,7 @@ export const GATEWAY_ERRORS = {
   CIRCUIT_OPEN: { status: 503, message: 'Every instance of the service is failing; circuit breakers are open' },
   UPSTREAM_UNAVAILABLE: { status: 502, message: 'The upstream could not be reached' },
   UPSTREAM_TIMEOUT: { status: 504, message: 'The upstream did not answer in time' },
+  UPSTREAM_INVALID_RESPONSE: { status: 502, message: 'The upstream answered with something that is not a valid HTTP response' },
   SHUTTING_DOWN: { status: 503, message: 'The gateway is shutting down' },
   INTERNAL_ERROR: { status: 500, message: 'The gateway failed to handle the request' },
 } as const satisfies Record<string, { status: number; message: string }>;

@@ -99,7 +99,7 @@ export const DEFAULTS = deepFreeze({
     timeoutMs: 30_000,
     connectTimeoutMs: 2_000,
     retries: 2,
-    retryOn: ['connect-failure'] as readonly RetryCondition[],
+    retryOn: ['connect-failure', 'reset'] as readonly RetryCondition[],
     retryBudget: { percent: 20, minConcurrent: 3 },
     maxRetryBodySize: 65_536,
     circuitBreaker: { failureStatuses: ['5xx'] as readonly (number | '5xx')[], errorThresholdPercentage: 50, volumeThreshold: 10, windowMs: 10_000, resetTimeoutMs: 10_000 },

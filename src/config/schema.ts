@@ -14,7 +14,7 @@ import { DURATION_HINT, formatDuration, parseDuration } from './duration.ts';
 import { SIZE_HINT, parseSize } from './size.ts';
 
 export const BALANCERS = ['round-robin', 'random', 'least-request', 'consistent-hash'] as const satisfies readonly BalancerName[];
-export const RETRY_CONDITIONS = ['connect-failure', '502', '503', '504'] as const;
+export const RETRY_CONDITIONS = ['connect-failure', 'reset', '502', '503', '504'] as const;
 /** Consul-compatible service name. */
 export const SERVICE_NAME_PATTERN = '^[A-Za-z0-9_.-]+$';
 /** RFC 9110 token: valid header, cookie and method names. */

@@ -77,7 +77,7 @@ export interface ConsulRegisterConfig {
   readonly checkIntervalMs: number;
 }
 
-export type RetryCondition = 'connect-failure' | '502' | '503' | '504';
+export type RetryCondition = 'connect-failure' | 'reset' | '502' | '503' | '504';
 
 export interface CircuitBreakerConfig {
   /** Upstream answers that count as failures for breakers and outlier detection: "5xx" or single codes. */

@@ -11,7 +11,7 @@ export class GatewayMetrics {
 
   readonly upstreamAttempts = new Counter({
     name: 'waygate_upstream_attempts_total',
-    help: 'Attempts to reach an upstream instance, by service and outcome (success|failure|timeout|rejected)',
+    help: 'Attempts to reach an upstream instance, by service and outcome (success|failure|timeout|rejected|aborted)',
     labelNames: ['service', 'outcome'] as const,
     registers: [this.registry],
   });

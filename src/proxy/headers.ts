@@ -60,3 +60,74 @@ export function chooseRequestId(header: string | string[] | undefined, mint: () 
   const value = Array.isArray(header) ? header[0] : header;
   return value !== undefined && REQUEST_ID.test(value) ? value : mint();
 }
+
+/** Request headers the gateway sets itself or that must not travel upstream as the client sent them. */
+const REPLACED_REQUEST_HEADERS = new Set(['host', 'expect', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id']);
+
+/**
+ * The header list sent upstream, built from the client's raw headers (case and order kept):
+ * hop-by-hop headers go, so does `expect` (Node has already answered 100-continue to the client,
+ * and undici refuses it), Host becomes the instance's (undici sets it), and the forwarding family
+ * and request id are the gateway's.
+ */
+export function upstreamRequestHeaders(rawHeaders: readonly string[], facts: ForwardingFacts): string[] {
+  const out: string[] = [];
+  let named: string[] | undefined;
+  let priorForwardedFor: string | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase();
+    if (name === 'connection') {
+      named = mergeNames(named, rawHeaders[i + 1]!);
+      continue;
+    }
+    if (name === 'x-forwarded-for') {
+      priorForwardedFor = priorForwardedFor === undefined ? rawHeaders[i + 1]! : `${priorForwardedFor}, ${rawHeaders[i + 1]!}`;
+      continue;
+    }
+    if (isHopByHop(name) || REPLACED_REQUEST_HEADERS.has(name)) continue;
+    out.push(rawHeaders[i]!, rawHeaders[i + 1]!);
+  }
+  const list = named ? dropNamed(out, named) : out;
+  list.push('x-forwarded-for', priorForwardedFor === undefined ? facts.clientIp : `${priorForwardedFor}, ${facts.clientIp}`);
+  list.push('x-forwarded-proto', facts.protocol);
+  if (facts.originalHost) list.push('x-forwarded-host', facts.originalHost);
+  list.push('x-request-id', facts.requestId);
+  return list;
+}
+
+/**
+ * The header list relayed to the client from an upstream's raw response headers: hop-by-hop ones
+ * go, and the gateway's x-request-id replaces any the upstream set, so a client can always quote it.
+ */
+export function clientResponseHeaders(rawHeaders: readonly Buffer[], requestId: string): string[] {
+  const out: string[] = [];
+  let named: string[] | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toString('latin1');
+    const lower = name.toLowerCase();
+    if (lower === 'connection') {
+      const value = rawHeaders[i + 1]!.toString('latin1');
+      if (value !== 'keep-alive' && value !== 'close') named = mergeNames(named, value);
+      continue;
+    }
+    if (isHopByHop(lower) || lower === 'x-request-id') continue;
+    out.push(name, rawHeaders[i + 1]!.toString('latin1'));
+  }
+  const list = named ? dropNamed(out, named) : out;
+  list.push('x-request-id', requestId);
+  return list;
+}
+
+function mergeNames(named: string[] | undefined, value: string): string[] {
+  const names = connectionNames(value);
+  return named ? named.concat(names) : names;
+}
+
+/** Removes the headers a Connection header named from a flat [name, value, …] list. */
+function dropNamed(list: string[], named: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < list.length; i += 2) {
+    if (!named.includes(list[i]!.toLowerCase())) out.push(list[i]!, list[i + 1]!);
+  }
+  return out;
+}

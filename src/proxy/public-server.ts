@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { ServerResponse } from 'node:http';
+import { type IncomingMessage, METHODS, type ServerResponse } from 'node:http';
 import httpProxy from '@fastify/http-proxy';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { HashKeySource } from '../config/types.ts';
@@ -10,7 +10,7 @@ import { hostWithoutPort } from '../routing/match.ts';
 import { normalizePath, stripPathPrefix } from '../routing/path.ts';
 import type { RouteTable } from '../routing/table.ts';
 import type { AttemptDispatcher } from './dispatcher.ts';
-import { Forwarder, newProxyContext, type ProxyContext, shouldBufferBody } from './forwarder.ts';
+import { Forwarder, type ProxyContext, shouldBufferBody } from './forwarder.ts';
 import { addForwardingHeaders, chooseRequestId, withoutHopByHop } from './headers.ts';
 
 declare module 'fastify' {
@@ -23,9 +23,10 @@ declare module 'fastify' {
 /** Links the raw response back to its Fastify request for the close listener. */
 const kRequest = Symbol('waygate.request');
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'CONNECT']);
-/** Never contacted: HTTP attempts choose their own instance in Forwarder. */
-const PLAIN_HTTP_PLACEHOLDER = 'http://127.0.0.1';
-const PROXIED_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS', 'TRACE'];
+/** Only reached when an instance vanished between the routing check and the upgrade: the dial fails fast. */
+const NOWHERE = 'http://127.0.0.1:1';
+/** nginx's code for a client that closed its connection before the response was complete. */
+const CLIENT_CLOSED_REQUEST = 499;
 
 export interface PublicServerDeps {
   readonly table: () => RouteTable;
@@ -62,23 +63,28 @@ function hashKeyOf(request: FastifyRequest, source: HashKeySource | undefined): 
   return undefined;
 }
 
-/** True when a small request body should be held in memory so a retry can resend it. */
-function wantsBuffering(request: FastifyRequest, ctx: ProxyContext): boolean {
+/** How a request's body travels: none, buffered so a retry can resend it, or streamed once. */
+function bodyPlan(request: FastifyRequest, ctx: ProxyContext): 'none' | 'buffer' | 'stream' {
+  const headers = request.headers;
+  const length = headers['content-length'];
+  if (length === undefined) return headers['transfer-encoding'] === undefined ? 'none' : 'stream';
+  if (length === '0') return 'none';
   const { route } = ctx.entry;
-  const header = request.headers['content-length'];
-  if (header === undefined) return false; // chunked bodies stream and are never retried
-  const length = Number(header);
-  const stream = request.body as { on?: unknown } | undefined;
-  return Number.isFinite(length) && typeof stream?.on === 'function' && shouldBufferBody(request.method, length, route.maxRetryBodySize, route.retries);
+  return shouldBufferBody(Number(length), route.maxRetryBodySize, route.retries, route.retryOn.length) ? 'buffer' : 'stream';
 }
 
-async function bufferBody(request: FastifyRequest, ctx: ProxyContext): Promise<void> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of request.body as AsyncIterable<Buffer>) chunks.push(chunk);
-  ctx.body = Buffer.concat(chunks);
+/** Reads a whole (small, length-announced) body; resolves undefined if the client leaves first. */
+function readBody(request: IncomingMessage): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.once('end', () => resolve(Buffer.concat(chunks)));
+    request.once('error', () => resolve(undefined));
+    request.once('close', () => { if (!request.complete) resolve(undefined); });
+  });
 }
 
-/** The client-facing listener: path normalization, route matching, then @fastify/http-proxy with a per-request upstream. */
+/** The client-facing listener: path normalization, route matching, then the Exchange (WebSocket upgrades go to @fastify/http-proxy). */
 export async function buildPublicServer(deps: PublicServerDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger.child({ component: 'proxy' }, { level: 'error' }) as FastifyBaseLogger,
@@ -93,27 +99,31 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
       sendGatewayError(reply as FastifyReply, new GatewayError(error.code === 'FST_ERR_BAD_URL' ? 'INVALID_PATH' : 'BAD_REQUEST', { detail: error.message }));
     },
   });
-  const forwarder = new Forwarder({ metrics: deps.metrics, dispatcher: deps.dispatcher, sendError: sendGatewayError });
+  // Fastify routes only the methods it knows; WebDAV and the other tokens Node's parser accepts are proxied too.
+  for (const method of METHODS) {
+    if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: true });
+  }
+  const forwarder = new Forwarder({ metrics: deps.metrics, dispatcher: deps.dispatcher });
 
   // Bodies must reach the proxy as raw streams; Fastify's own text/plain parser would consume them.
   app.removeAllContentTypeParsers();
   app.decorateRequest('waygate', null);
   app.decorateRequest('startedAt', 0n);
 
-  /** Runs once per request when the client response closes: metrics, then the forwarder's bookkeeping. */
+  /** Runs once per request when the client response closes: settles an unfinished exchange, then metrics. */
   function onResponseClose(this: ServerResponse & { [kRequest]?: FastifyRequest }): void {
     const request = this[kRequest]!;
     const ctx = request.waygate;
+    const exchange = ctx?.exchange;
+    exchange?.clientClosed();
     const method = KNOWN_METHODS.has(request.method) ? request.method : 'OTHER';
     const route = ctx?.entry.route.name ?? '(none)';
-    deps.metrics.requests.inc(route, method, this.statusCode);
+    deps.metrics.requests.inc(route, method, exchange?.aborted ? CLIENT_CLOSED_REQUEST : this.statusCode);
     deps.metrics.requestDuration.observe(route, Number(process.hrtime.bigint() - request.startedAt) / 1e9);
-    if (ctx?.forwarded) forwarder.finish(ctx);
   }
 
   app.addHook('onRequest', (request, reply, done) => {
     request.startedAt = process.hrtime.bigint();
-    reply.header('x-request-id', request.id);
     // One 'close' listener instead of an onResponse hook: Fastify hooks cost more per request.
     (reply.raw as ServerResponse & { [kRequest]?: FastifyRequest })[kRequest] = request;
     reply.raw.once('close', onResponseClose);
@@ -124,18 +134,26 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     if (path === undefined) return sendGatewayError(reply, new GatewayError('INVALID_PATH'));
     const entry = deps.table().find({ path, host: hostWithoutPort(request.headers.host), method: request.method, headers: request.headers });
     if (!entry) return sendGatewayError(reply, new GatewayError('ROUTE_NOT_FOUND', { detail: `${request.method} ${path}` }));
+    const upstreamPath = entry.route.stripPrefix ? stripPathPrefix(path, entry.route.match.pathPrefix) : path;
+    const upstreamUrl = queryAt === -1 ? upstreamPath : upstreamPath + rawUrl.slice(queryAt);
+    const ctx: ProxyContext = { entry, upstreamUrl, hashKey: hashKeyOf(request, entry.route.hashKey), exchange: undefined };
+    request.waygate = ctx;
     if (request.headers.upgrade?.toLowerCase() === 'websocket') {
       // A WebSocket picks its instance inside http-proxy; refuse here when there is none to pick.
       const selection = entry.pool.select(undefined, entry.route.panicThreshold, Date.now());
       if (selection.kind === 'no-instance') return sendGatewayError(reply, new GatewayError('NO_HEALTHY_INSTANCE', { detail: entry.pool.name, retryAfterSeconds: 1 }));
       if (selection.kind === 'circuit-open') return sendGatewayError(reply, new GatewayError('CIRCUIT_OPEN', { detail: entry.pool.name, retryAfterSeconds: selection.retryAfterSeconds }));
+      request.raw.url = upstreamUrl; // http-proxy derives the upstream path from the request URL
+      return done();
     }
-    const upstreamPath = entry.route.stripPrefix ? stripPathPrefix(path, entry.route.match.pathPrefix) : path;
-    const upstreamUrl = queryAt === -1 ? upstreamPath : upstreamPath + rawUrl.slice(queryAt);
-    // http-proxy derives the upstream path (also for WebSockets) from the request URL.
-    request.raw.url = upstreamUrl;
-    request.waygate = newProxyContext(entry, upstreamPath, queryAt === -1 ? '' : rawUrl.slice(queryAt + 1), hashKeyOf(request, entry.route.hashKey));
-    done();
+    // Plain HTTP leaves Fastify here: the exchange writes the raw response itself.
+    reply.hijack();
+    const facts = { clientIp: request.ip, protocol: request.protocol, originalHost: request.headers.host, requestId: String(request.id) };
+    const plan = bodyPlan(request, ctx);
+    if (plan !== 'buffer') return forwarder.forward(request.raw, reply.raw, ctx, facts, plan === 'none' ? null : 'stream');
+    readBody(request.raw).then((body) => {
+      if (body !== undefined) forwarder.forward(request.raw, reply.raw, ctx, facts, body);
+    }, () => undefined);
   });
 
   app.setErrorHandler((error: Error & { statusCode?: number }, _request, reply) => {
@@ -146,18 +164,16 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
   await app.register(httpProxy, {
     upstream: '',
     websocket: true,
-    httpMethods: PROXIED_METHODS,
+    // Only upgrades reach a route: plain requests are hijacked in onRequest.
+    httpMethods: ['GET'],
     undici: deps.dispatcher as never,
     internalRewriteLocationHeader: false,
     replyOptions: {
-      // Used by the WebSocket path only; HTTP requests choose per attempt in Forwarder.
       getUpstream: (request: FastifyRequest) => {
         const ctx = request.waygate;
-        // http-proxy also calls this for plain HTTP; only a WebSocket upgrade may consume a balancer pick.
-        if (!ctx || request.headers.upgrade?.toLowerCase() !== 'websocket') return PLAIN_HTTP_PLACEHOLDER;
-        const selection = ctx.entry.pool.select(undefined, ctx.entry.route.panicThreshold, Date.now());
-        const instance = selection.kind === 'candidates' ? ctx.entry.balancer.pick(selection.candidates, { hashKey: ctx.hashKey }) : undefined;
-        return instance?.url ?? PLAIN_HTTP_PLACEHOLDER;
+        const selection = ctx ? ctx.entry.pool.select(undefined, ctx.entry.route.panicThreshold, Date.now()) : undefined;
+        const instance = selection?.kind === 'candidates' ? ctx!.entry.balancer.pick(selection.candidates, { hashKey: ctx!.hashKey }) : undefined;
+        return instance?.url ?? NOWHERE;
       },
       rewriteHeaders: (headers: Record<string, unknown>) => withoutHopByHop(headers),
     },
@@ -169,20 +185,6 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
         addForwardingHeaders(out, { clientIp: request.ip, protocol: request.protocol, originalHost: request.headers.host, requestId: String(request.id) });
         return out;
       },
-    },
-    handler: (request: FastifyRequest, reply: FastifyReply, _dest: string, options: unknown) => {
-      const ctx = request.waygate;
-      if (!ctx) return sendGatewayError(reply, new GatewayError('ROUTE_NOT_FOUND'));
-      // Plain requests go straight on; only a small body that may need resending is read first.
-      if (!wantsBuffering(request, ctx)) {
-        forwarder.forward(request, reply, ctx, options as never);
-      } else {
-        bufferBody(request, ctx).then(
-          () => forwarder.forward(request, reply, ctx, options as never),
-          (error: Error) => sendGatewayError(reply, new GatewayError('BAD_REQUEST', { detail: error.message })),
-        );
-      }
-      return reply;
     },
   } as never);
 

@@ -1,105 +1,57 @@
-import { EventEmitter } from 'node:events';
-import CircuitBreaker from 'opossum';
 import type { CircuitBreakerConfig } from '../config/types.ts';
+import { RollingCounts } from './rolling-window.ts';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
-/** Settles one attempt that a breaker let through. */
+/** Settles one attempt that a breaker let through; the first call counts, later ones are ignored. */
 export interface BreakerPermit {
   success(): void;
   failure(): void;
+  /** No verdict (the client left): a half-open trial becomes available again, nothing is counted. */
+  release(): void;
 }
 
-const BUCKETS = 10;
-
-/**
- * One shared clock for every breaker's rolling window, so N breakers cost one interval instead of 2N
- * (opossum owns a bucket interval and a snapshot interval per breaker otherwise).
- */
+/** The time source of every breaker; tests pass their own to step time without sleeping. */
 export class BreakerClock {
-  readonly controller = new EventEmitter();
-  private readonly timers = new Map<number, NodeJS.Timeout>();
+  constructor(readonly now: () => number = Date.now) {}
 
-  constructor() {
-    this.controller.setMaxListeners(0);
-  }
-
-  /** Returns the controller after making sure a rotation interval for this window exists. */
-  controllerFor(windowMs: number): EventEmitter {
-    if (!this.timers.has(windowMs)) {
-      const timer = setInterval(() => this.controller.emit(`rotate:${windowMs}`), Math.max(1, Math.floor(windowMs / BUCKETS)));
-      timer.unref();
-      this.timers.set(windowMs, timer);
-    }
-    return this.controller;
-  }
-
-  stop(): void {
-    for (const timer of this.timers.values()) clearInterval(timer);
-    this.timers.clear();
-  }
+  /** Kept for callers that stop clocks at shutdown; breakers own no timers. */
+  stop(): void {}
 }
-
-/** Forwards `rotate:<window>` as the plain `rotate` event opossum listens for. */
-function rotationFor(clock: BreakerClock, windowMs: number): EventEmitter {
-  const shared = clock.controllerFor(windowMs);
-  const local = new EventEmitter();
-  const forward = () => local.emit('rotate');
-  shared.on(`rotate:${windowMs}`, forward);
-  (local as EventEmitter & { detach?: () => void }).detach = () => shared.off(`rotate:${windowMs}`, forward);
-  return local;
-}
-
-const noop = () => {};
-const ATTEMPT_FAILED = new Error('upstream attempt failed');
 
 /**
- * An opossum circuit breaker for one instance. opossum never runs the request itself: the proxy
- * asks for a permit, does the attempt, and settles the permit, so timeouts stay in the proxy.
+ * Circuit breaker bookkeeping for one instance, timer-free: state moves from open to half-open when
+ * it is next read after resetTimeout. Opens when, over the rolling window, at least volumeThreshold
+ * attempts were settled and more than errorThresholdPercentage of them failed. Half-open lets one
+ * trial through: its success closes, its failure reopens, its release frees the trial again.
  */
 export class InstanceBreaker {
-  private readonly breaker: CircuitBreaker<[], void>;
-  private readonly rotation: EventEmitter & { detach?: () => void };
+  private current: BreakerState = 'closed';
   private openedAt = 0;
-  /** Set synchronously by the action while fire() runs; picked up by permit(). */
-  private pendingSettle: { resolve: () => void; reject: (error: Error) => void } | undefined;
+  private trialTaken = false;
+  /** Bumped on every transition so a permit from an earlier state cannot move the breaker. */
+  private epoch = 0;
+  /** first: settled attempts, second: failures. */
+  private readonly window: RollingCounts;
 
   constructor(
     private readonly config: CircuitBreakerConfig,
-    clock: BreakerClock,
-    onStateChange: (state: BreakerState) => void,
+    private readonly clock: BreakerClock,
+    private readonly onStateChange: (state: BreakerState) => void,
   ) {
-    this.rotation = rotationFor(clock, config.windowMs);
-    this.breaker = new CircuitBreaker<[], void>(() => new Promise<void>((resolve, reject) => {
-      this.pendingSettle = { resolve, reject };
-    }), {
-      timeout: false, // the proxy owns timeouts; opossum's would abort every in-flight call of the breaker
-      resetTimeout: config.resetTimeoutMs,
-      errorThresholdPercentage: config.errorThresholdPercentage,
-      volumeThreshold: config.volumeThreshold,
-      rollingCountTimeout: config.windowMs,
-      rollingCountBuckets: BUCKETS,
-      rollingPercentilesEnabled: false, // else each failure sorts every latency sample
-      enableSnapshots: false,
-      rotateBucketController: this.rotation,
-    } as CircuitBreaker.Options);
-    this.breaker.on('open', () => {
-      this.openedAt = Date.now();
-      onStateChange('open');
-    });
-    this.breaker.on('halfOpen', () => onStateChange('half-open'));
-    this.breaker.on('close', () => onStateChange('closed'));
+    this.window = new RollingCounts(config.windowMs);
   }
 
   get state(): BreakerState {
-    if (this.breaker.opened) return 'open';
-    if (this.breaker.halfOpen) return 'half-open';
-    return 'closed';
+    if (this.current === 'open' && this.clock.now() >= this.openedAt + this.config.resetTimeoutMs) {
+      this.moveTo('half-open');
+    }
+    return this.current;
   }
 
   /** Open breakers take no traffic; a half-open one takes its single trial through permit(). */
   get acceptsTraffic(): boolean {
-    return !this.breaker.opened;
+    return this.state !== 'open';
   }
 
   /** When the next half-open trial becomes possible (ms since epoch), for Retry-After. */
@@ -107,21 +59,68 @@ export class InstanceBreaker {
     return this.openedAt + this.config.resetTimeoutMs;
   }
 
-  /**
-   * Asks to send one request. Undefined means rejected: open, or half-open with its trial taken.
-   * Relies on opossum calling the action synchronously inside fire().
-   */
+  /** Asks to send one request. Undefined means rejected: open, or half-open with its trial taken. */
   permit(): BreakerPermit | undefined {
-    this.pendingSettle = undefined;
-    this.breaker.fire().catch(noop);
-    const settle = this.pendingSettle as { resolve: () => void; reject: (error: Error) => void } | undefined;
-    this.pendingSettle = undefined;
-    if (!settle) return undefined;
-    return { success: () => settle.resolve(), failure: () => settle.reject(ATTEMPT_FAILED) };
+    const state = this.state;
+    if (state === 'open') return undefined;
+    if (state === 'half-open') {
+      if (this.trialTaken) return undefined;
+      this.trialTaken = true;
+      return this.trialPermit(this.epoch);
+    }
+    return this.closedPermit(this.epoch);
   }
 
-  shutdown(): void {
-    this.breaker.shutdown();
-    this.rotation.detach?.();
+  private closedPermit(epoch: number): BreakerPermit {
+    let settled = false;
+    const settle = (failed: boolean): void => {
+      if (settled) return;
+      settled = true;
+      if (epoch !== this.epoch || this.current !== 'closed') return; // the breaker moved on meanwhile
+      const now = this.clock.now();
+      this.window.add(now, 1, failed ? 1 : 0);
+      if (failed) this.checkThreshold(now);
+    };
+    return { success: () => settle(false), failure: () => settle(true), release: () => { settled = true; } };
   }
+
+  private trialPermit(epoch: number): BreakerPermit {
+    let settled = false;
+    const current = () => !settled && epoch === this.epoch && this.current === 'half-open';
+    return {
+      success: () => {
+        if (current()) this.moveTo('closed');
+        settled = true;
+      },
+      failure: () => {
+        if (current()) this.open();
+        settled = true;
+      },
+      release: () => {
+        if (current()) this.trialTaken = false;
+        settled = true;
+      },
+    };
+  }
+
+  private checkThreshold(now: number): void {
+    const { first: settled, second: failures } = this.window.totals(now);
+    if (settled >= this.config.volumeThreshold && (failures / settled) * 100 > this.config.errorThresholdPercentage) this.open();
+  }
+
+  private open(): void {
+    this.openedAt = this.clock.now();
+    this.moveTo('open');
+  }
+
+  private moveTo(state: BreakerState): void {
+    this.current = state;
+    this.epoch += 1;
+    this.trialTaken = false;
+    if (state === 'closed') this.window.clear(); // a recovered instance starts with a clean record
+    this.onStateChange(state);
+  }
+
+  /** Kept so pools can retire breakers uniformly; nothing to stop. */
+  shutdown(): void {}
 }

@@ -1,4 +1,9 @@
-const BUCKETS = 10;
+import { RollingCounts } from './rolling-window.ts';
+
+/** One retry the budget allowed; give it back exactly once when that retry attempt ends. */
+export interface RetrySlot {
+  release(): void;
+}
 
 /**
  * Retry budget for one route: retries over a sliding window may be at most `percent` of the requests
@@ -7,63 +12,39 @@ const BUCKETS = 10;
  * fits in the budget; a service where every request fails does not.
  */
 export class RetryBudget {
-  private readonly requests = new Array<number>(BUCKETS).fill(0);
-  private readonly retries = new Array<number>(BUCKETS).fill(0);
-  private readonly stamps = new Array<number>(BUCKETS).fill(-1);
-  private readonly bucketMs: number;
+  /** first: requests, second: retries. */
+  private readonly window: RollingCounts;
   private activeRetries = 0;
 
   constructor(private readonly percent: number, private readonly minConcurrent: number, windowMs = 10_000) {
-    this.bucketMs = Math.max(1, Math.floor(windowMs / BUCKETS));
-  }
-
-  /** Index of the bucket for `now`, emptied first if it still holds an older slice of time. */
-  private bucket(now: number): number {
-    const slice = Math.floor(now / this.bucketMs);
-    const index = slice % BUCKETS;
-    if (this.stamps[index] !== slice) {
-      this.stamps[index] = slice;
-      this.requests[index] = 0;
-      this.retries[index] = 0;
-    }
-    return index;
-  }
-
-  private windowTotals(now: number): { requests: number; retries: number } {
-    const oldest = Math.floor(now / this.bucketMs) - BUCKETS + 1;
-    let requests = 0;
-    let retries = 0;
-    for (let i = 0; i < BUCKETS; i++) {
-      if (this.stamps[i]! >= oldest) {
-        requests += this.requests[i]!;
-        retries += this.retries[i]!;
-      }
-    }
-    return { requests, retries };
+    this.window = new RollingCounts(windowMs);
   }
 
   requestStarted(now: number): void {
-    this.requests[this.bucket(now)]! += 1;
+    this.window.add(now, 1, 0);
   }
 
-  /** Takes a retry slot when the budget allows one; the caller must call retryFinished() after. */
-  tryAcquireRetry(now: number): boolean {
+  /** Takes a retry slot when the budget allows one, else undefined. */
+  tryAcquireRetry(now: number): RetrySlot | undefined {
     if (this.activeRetries >= this.minConcurrent) {
-      const { requests, retries } = this.windowTotals(now);
-      if (retries + 1 > (requests * this.percent) / 100) return false;
+      const { first: requests, second: retries } = this.window.totals(now);
+      if (retries + 1 > (requests * this.percent) / 100) return undefined;
     }
     this.activeRetries += 1;
-    this.retries[this.bucket(now)]! += 1;
-    return true;
+    this.window.add(now, 0, 1);
+    let held = true;
+    return {
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.activeRetries -= 1;
+      },
+    };
   }
 
   /** Counts a retry that needed no permission (it never reached an instance) toward the window. */
   recordExemptRetry(now: number): void {
-    this.retries[this.bucket(now)]! += 1;
-  }
-
-  retryFinished(): void {
-    this.activeRetries -= 1;
+    this.window.add(now, 0, 1);
   }
 
   get retriesInFlight(): number {

@@ -1,38 +1,30 @@
 import type { RetryCondition } from '../config/types.ts';
 
 /** The request never reached an instance: no connection was made. */
-const NOT_CONNECTED_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+const CONNECT_FAILURE_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
 
 /** The connection broke before any response byte: the instance may or may not have seen the request. */
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
 
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT', 'FST_REPLY_FROM_GATEWAY_TIMEOUT']);
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+
+/** The instance answered, but not with valid HTTP/1.1 (bad status line, oversized or broken headers). */
+const INVALID_RESPONSE_CODES = new Set(['UND_ERR_HEADERS_OVERFLOW', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_RES_EXCEEDED_MAX_SIZE']);
 
 const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
-/** Walks an error and its causes looking for the first Node/undici error code. */
-export function rootErrorCode(error: unknown): string | undefined {
-  let current: unknown = error;
-  let code: string | undefined;
-  for (let depth = 0; depth < 5 && current; depth++) {
-    const candidate = (current as { code?: unknown }).code;
-    if (typeof candidate === 'string') code = candidate;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return code;
-}
+/** How an attempt that produced no usable response failed. */
+export type AttemptFailure = 'connect-failure' | 'reset' | 'timeout' | 'invalid-response' | 'other';
 
-/** `refused`: never connected; `reset`: connection broke before a response; both are connect failures. */
-export type AttemptFailure = 'refused' | 'reset' | 'timeout' | 'other';
-
-/** Classifies a failed attempt that produced no response. */
+/** Classifies a failed attempt from its error and causes (Node, undici and llhttp codes). */
 export function classifyAttemptError(error: unknown): AttemptFailure {
   let current: unknown = error;
   for (let depth = 0; depth < 5 && current; depth++) {
     const code = (current as { code?: unknown }).code;
     if (typeof code === 'string') {
-      if (NOT_CONNECTED_CODES.has(code)) return 'refused';
+      if (CONNECT_FAILURE_CODES.has(code)) return 'connect-failure';
       if (TIMEOUT_CODES.has(code)) return 'timeout';
+      if (INVALID_RESPONSE_CODES.has(code) || code.startsWith('HPE_')) return 'invalid-response';
       if (RESET_CODES.has(code)) return 'reset';
     }
     current = (current as { cause?: unknown }).cause;
@@ -44,10 +36,22 @@ export function isIdempotent(method: string): boolean {
   return IDEMPOTENT_METHODS.has(method);
 }
 
+/**
+ * Whether `retryOn` allows another attempt after this failure. A connect failure never reached an
+ * instance, so it is safe for every method; a reset or a status may have been processed, so only
+ * idempotent methods move on.
+ */
+export function retryAllowed(failure: AttemptFailure | number, method: string, retryOn: readonly RetryCondition[]): boolean {
+  if (failure === 'connect-failure') return retryOn.includes('connect-failure');
+  if (!isIdempotent(method)) return false;
+  if (failure === 'reset') return retryOn.includes('reset');
+  if (failure === 502 || failure === 503 || failure === 504) return retryOn.includes(String(failure) as RetryCondition);
+  return false;
+}
+
 /** True when an upstream status may be retried on another instance for this method. */
 export function isRetriableStatus(method: string, status: number, retryOn: readonly RetryCondition[]): boolean {
-  if (status !== 502 && status !== 503 && status !== 504) return false;
-  return isIdempotent(method) && retryOn.includes(String(status) as RetryCondition);
+  return (status === 502 || status === 503 || status === 504) && retryAllowed(status, method, retryOn);
 }
 
 /** Small jittered backoff before a retry: 0..(10 ms × attempt), capped at 50 ms. */

@@ -2,6 +2,7 @@ import type { CircuitBreakerConfig, OutlierDetectionConfig } from '../config/typ
 import type { Logger } from '../observability/logger.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
 import type { Instance, ServiceSnapshot } from '../registry/types.ts';
+import type { AttemptOutcome } from '../proxy/attempt.ts';
 import { type BreakerClock, type BreakerState, InstanceBreaker } from '../resilience/breakers.ts';
 import { OutlierDetector } from '../resilience/outlier.ts';
 
@@ -154,7 +155,7 @@ export class ServicePool {
   }
 
   /** Counts an upstream attempt; label-bound counters are cached so the hot path skips label hashing. */
-  countAttempt(outcome: 'success' | 'failure' | 'timeout' | 'rejected'): void {
+  countAttempt(outcome: AttemptOutcome): void {
     let counter = this.attemptCounters.get(outcome);
     if (!counter) {
       counter = this.options.metrics.upstreamAttempts.labels(this.name, outcome);
