@@ -92,6 +92,7 @@ export class Attempt {
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     if (this.outcome !== undefined) return false;
+    if (statusCode >= 100 && statusCode < 200) return true; // informational (103 Early Hints): the answer follows
     this.responseStarted = true;
     this.resumeUpstream = resume;
     return this.listener.onAttemptHeaders(this, statusCode, rawHeaders);

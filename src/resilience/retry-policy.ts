@@ -20,6 +20,7 @@ export type AttemptFailure = 'connect-failure' | 'reset' | 'timeout' | 'invalid-
 export function classifyAttemptError(error: unknown): AttemptFailure {
   let current: unknown = error;
   for (let depth = 0; depth < 5 && current; depth++) {
+    if ((current as { name?: unknown }).name === 'HTTPParserError') return 'invalid-response'; // llhttp refused the bytes
     const code = (current as { code?: unknown }).code;
     if (typeof code === 'string') {
       if (CONNECT_FAILURE_CODES.has(code)) return 'connect-failure';
