@@ -13,7 +13,7 @@ export interface BreakerPermit {
 
 /** The time source of every breaker; tests pass their own to step time without sleeping. */
 export class BreakerClock {
-  constructor(readonly now: () => number = Date.now) {}
+  constructor(readonly now: () => number = () => Date.now()) {}
 
   /** Kept for callers that stop clocks at shutdown; breakers own no timers. */
   stop(): void {}
