@@ -111,29 +111,58 @@ describe('retry policy', () => {
   });
 });
 
-describe('circuit breaker (opossum per instance)', () => {
-  test('opens past the error threshold, rejects while open, and lets exactly one trial through when half-open', async () => {
-    const clock = new BreakerClock();
+describe('circuit breaker (per instance, injected clock)', () => {
+  const config = { failureStatuses: ['5xx' as const], errorThresholdPercentage: 50, volumeThreshold: 4, windowMs: 10_000, resetTimeoutMs: 50 };
+
+  test('opens past the error threshold, rejects while open, and lets exactly one trial through when half-open', () => {
+    let now = 1_000;
     const states: string[] = [];
-    const breaker = new InstanceBreaker({ failureStatuses: ['5xx'], errorThresholdPercentage: 50, volumeThreshold: 4, windowMs: 10_000, resetTimeoutMs: 50 }, clock, (state) => states.push(state));
-    try {
-      for (let i = 0; i < 4; i++) breaker.permit()!.failure();
-      await new Promise((resolve) => setImmediate(resolve));
-      assert.equal(breaker.state, 'open');
-      assert.equal(breaker.permit(), undefined);
-      await new Promise((resolve) => setTimeout(resolve, 80));
-      assert.equal(breaker.state, 'half-open');
-      const trial = breaker.permit();
-      assert.ok(trial);
-      assert.equal(breaker.permit(), undefined, 'a second request during the trial is rejected');
-      trial.success();
-      await new Promise((resolve) => setImmediate(resolve));
-      assert.equal(breaker.state, 'closed');
-      assert.deepEqual(states, ['open', 'half-open', 'closed']);
-    } finally {
-      breaker.shutdown();
-      clock.stop();
-    }
+    const breaker = new InstanceBreaker(config, new BreakerClock(() => now), (state) => states.push(state));
+    for (let i = 0; i < 3; i++) breaker.permit()!.failure();
+    assert.equal(breaker.state, 'closed', 'below volumeThreshold');
+    breaker.permit()!.failure();
+    assert.equal(breaker.state, 'open');
+    assert.equal(breaker.permit(), undefined);
+    now += 49;
+    assert.equal(breaker.state, 'open');
+    now += 1;
+    assert.equal(breaker.state, 'half-open');
+    const trial = breaker.permit();
+    assert.ok(trial);
+    assert.equal(breaker.permit(), undefined, 'a second request during the trial is rejected');
+    trial.success();
+    assert.equal(breaker.state, 'closed');
+    assert.deepEqual(states, ['open', 'half-open', 'closed']);
+  });
+
+  test('a failed trial reopens; a released trial frees the trial; stale permits cannot move the breaker', () => {
+    let now = 0;
+    const breaker = new InstanceBreaker(config, new BreakerClock(() => now), () => {});
+    const stale = breaker.permit()!;
+    for (let i = 0; i < 4; i++) breaker.permit()!.failure();
+    now += 50;
+    const released = breaker.permit()!;
+    released.release();
+    const trial = breaker.permit()!;
+    assert.ok(trial, 'released trial is available again');
+    stale.success();
+    assert.equal(breaker.state, 'half-open', 'a permit from the closed period does not close it');
+    trial.failure();
+    assert.equal(breaker.state, 'open');
+    released.success();
+    assert.equal(breaker.state, 'open', 'a settled permit has no second say');
+  });
+
+  test('failures older than the window are forgotten; successes dilute the error rate', () => {
+    let now = 0;
+    const breaker = new InstanceBreaker(config, new BreakerClock(() => now), () => {});
+    for (let i = 0; i < 3; i++) breaker.permit()!.failure();
+    now += 10_000;
+    breaker.permit()!.failure();
+    assert.equal(breaker.state, 'closed', 'the first three left the window');
+    for (let i = 0; i < 4; i++) breaker.permit()!.success();
+    breaker.permit()!.failure();
+    assert.equal(breaker.state, 'closed', '2 of 6 failed: 33 % is under 50 %');
   });
 });
 
