@@ -18,11 +18,12 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -45,6 +46,8 @@ export interface Child {
   readonly tail: string[];
   /** Resolves with the exit code (or signal name) once the child has exited. */
   readonly exited: Promise<number | string>;
+  /** True when the child leads its own process group (SpawnOptions.group). */
+  readonly group: boolean;
 }
 
 const live = new Set<Child>();
@@ -56,7 +59,7 @@ function installGuards(): void {
   guardsInstalled = true;
   // 'exit' handlers must be synchronous: SIGKILL is the only thing that is certain to land.
   process.on('exit', () => {
-    for (const child of live) child.proc.kill('SIGKILL');
+    for (const child of live) signalChild(child, 'SIGKILL');
   });
   const onSignal = (signal: NodeJS.Signals) => {
     process.stderr.write(`\n${signal}: stopping child processes\n`);
@@ -84,20 +87,34 @@ export interface SpawnOptions {
   readonly ipc?: boolean;
   /** Echo the child's stderr live (prefixed with its name). */
   readonly echoStderr?: boolean;
+  /**
+   * Start the child as the leader of its own process group (pgid = its pid), so that everything it
+   * forks (nginx's worker, say) can be measured (groupUsage) and signalled together.
+   */
+  readonly group?: boolean;
+  /** Called with every chunk of stdout (e.g. to keep a load generator's whole report). */
+  readonly onStdout?: (text: string) => void;
 }
 
 /** Spawns `node ...args` and tracks it so it is always killed at exit. */
 export function spawnNode(name: string, args: readonly string[], options: SpawnOptions = {}): Child {
+  return spawnProgram(name, process.execPath, args, options);
+}
+
+/** Spawns any program and tracks it so it (and its process group, if it leads one) is always killed at exit. */
+export function spawnProgram(name: string, command: string, args: readonly string[], options: SpawnOptions = {}): Child {
   installGuards();
-  const proc = spawn(process.execPath, [...args], {
+  const proc = spawn(command, [...args], {
     cwd: options.cwd ?? ROOT,
     env: { ...process.env, ...options.env },
     stdio: options.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+    detached: options.group ?? false,
   });
   const tail: string[] = [];
-  const keep = (stream: NodeJS.ReadableStream | null, echo: boolean) => {
+  const keep = (stream: NodeJS.ReadableStream | null, echo: boolean, onText?: (text: string) => void) => {
     stream?.setEncoding('utf8');
     stream?.on('data', (text: string) => {
+      onText?.(text);
       for (const line of text.split('\n')) {
         if (!line) continue;
         tail.push(line);
@@ -107,7 +124,7 @@ export function spawnNode(name: string, args: readonly string[], options: SpawnO
     });
   };
   // Always drain both pipes: a full pipe would block the child.
-  keep(proc.stdout, false);
+  keep(proc.stdout, false, options.onStdout);
   keep(proc.stderr, options.echoStderr ?? false);
   const exited = new Promise<number | string>((resolve) => {
     proc.once('exit', (code, signal) => {
@@ -120,30 +137,50 @@ export function spawnNode(name: string, args: readonly string[], options: SpawnO
       resolve('spawn-error');
     });
   });
-  const child: Child = { name, proc, tail, exited };
+  const child: Child = { name, proc, tail, exited, group: options.group ?? false };
   live.add(child);
-  if (!options.ipc && proc.pid !== undefined) watchParent(proc.pid);
+  if (!options.ipc && proc.pid !== undefined) watchParent(proc.pid, child.group);
   return child;
+}
+
+/** Sends a signal to the child, or to its whole process group when it leads one; never throws. */
+export function signalChild(child: Child, signal: NodeJS.Signals): void {
+  const pid = child.proc.pid;
+  if (pid === undefined) return;
+  try {
+    if (child.group) process.kill(-pid, signal);
+    else child.proc.kill(signal);
+  } catch {
+    // already gone
+  }
 }
 
 /**
  * A child without IPC would outlive a SIGKILLed bench (no exit handler runs then). A detached shell
- * polls both pids and, if the bench dies first, stops the child; it ends by itself once the child exits.
+ * polls both pids and, if the bench dies first, stops the child (its whole group if it leads one);
+ * it ends by itself once the child exits.
  */
-function watchParent(childPid: number): void {
+function watchParent(childPid: number, group: boolean): void {
   if (process.platform === 'win32') return;
+  // No "--" before the pid: dash's kill rejects it, and after the signal option "-PID" already means a group.
+  const target = group ? '-$1' : '$1';
   const script = 'while kill -0 "$0" 2>/dev/null && kill -0 "$1" 2>/dev/null; do sleep 1; done; ' +
-    'if kill -0 "$1" 2>/dev/null; then kill -TERM "$1"; sleep 5; kill -KILL "$1" 2>/dev/null; fi';
+    `if kill -0 "$1" 2>/dev/null; then kill -TERM "${target}"; sleep 5; kill -KILL "${target}" 2>/dev/null; fi`;
   spawn('sh', ['-c', script, String(process.pid), String(childPid)], { stdio: 'ignore', detached: true }).unref();
 }
 
-/** SIGTERM, then SIGKILL if the child has not exited within graceMs. */
+/**
+ * SIGTERM, then SIGKILL if the child has not exited within graceMs. For a group leader the signals go
+ * to the whole group, and whatever of the group is left once the leader has exited is SIGKILLed.
+ */
 export async function stopChild(child: Child, graceMs = 5000): Promise<void> {
-  if (child.proc.exitCode !== null || child.proc.signalCode !== null) return;
-  child.proc.kill('SIGTERM');
-  const timer = setTimeout(() => child.proc.kill('SIGKILL'), graceMs);
-  await child.exited;
-  clearTimeout(timer);
+  if (child.proc.exitCode === null && child.proc.signalCode === null) {
+    signalChild(child, 'SIGTERM');
+    const timer = setTimeout(() => signalChild(child, 'SIGKILL'), graceMs);
+    await child.exited;
+    clearTimeout(timer);
+  }
+  if (child.group) signalChild(child, 'SIGKILL');
 }
 
 export async function stopAll(): Promise<void> {
@@ -265,7 +302,7 @@ export interface LoadResult {
   readonly totalRequests: number;
 }
 
-/** The subset of autocannon 9 we use; it ships no types and we add no @types package for it. */
+/** The subset of autocannon 9's result we use; it ships no types and we add no @types package for it. */
 interface AutocannonResult {
   requests: { average: number; total: number };
   latency: { p50: number; p99: number };
@@ -282,15 +319,7 @@ function autocannon(): Autocannon {
   return autocannonFn;
 }
 
-/** Runs autocannon for a fixed duration (it stops by itself) and summarises the result. */
-export async function runLoad(options: LoadOptions): Promise<LoadResult> {
-  const result = await autocannon()({
-    url: options.url,
-    connections: options.connections,
-    duration: options.durationS,
-    pipelining: options.pipelining ?? 1,
-    timeout: 10,
-  });
+function fromAutocannon(result: AutocannonResult): LoadResult {
   return {
     reqPerSec: result.requests.average,
     p50: result.latency.p50,
@@ -301,9 +330,139 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   };
 }
 
-// ───────────────────────────── CPU accounting ─────────────────────────────
+/** Runs autocannon inside this process for a fixed duration (it stops by itself) and summarises the result. */
+export async function runLoad(options: LoadOptions): Promise<LoadResult> {
+  return fromAutocannon(await autocannon()({
+    url: options.url,
+    connections: options.connections,
+    duration: options.durationS,
+    pipelining: options.pipelining ?? 1,
+    timeout: 10,
+  }));
+}
+
+/**
+ * A load generator: runs HTTP/1.1 keep-alive GETs against one URL for a fixed duration and stops by
+ * itself. `inProcess` ones share this process's event loop; the others are child processes.
+ */
+export interface LoadGenerator {
+  readonly id: 'wrk' | 'autocannon' | 'autocannon-inprocess';
+  /** One line for the report, e.g. "wrk 4.1.0 (-t1 -c50, child process)". */
+  readonly description: string;
+  readonly run: (options: LoadOptions) => Promise<LoadResult>;
+}
+
+/** Runs a program to completion, killing it if it outlives timeoutMs, and returns its stdout. */
+async function runToEnd(name: string, command: string, args: readonly string[], timeoutMs: number): Promise<string> {
+  let stdout = '';
+  const child = spawnProgram(name, command, args, { ipc: false, onStdout: (text) => (stdout += text) });
+  const timer = setTimeout(() => signalChild(child, 'SIGKILL'), timeoutMs);
+  const code = await child.exited;
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`${name} exited with ${code}\n${child.tail.join('\n')}`);
+  return stdout;
+}
+
+/** Finds a program on PATH (like `which`), or undefined. */
+export function which(program: string): string | undefined {
+  const found = spawnSync('sh', ['-c', 'command -v "$0"', program], { encoding: 'utf8' });
+  const where = found.stdout.trim();
+  return found.status === 0 && where ? where : undefined;
+}
+
+/** wrk prints durations as e.g. "812.00us", "2.31ms", "1.02s", "1.50m". Returns milliseconds. */
+export function parseWrkDuration(text: string): number {
+  const match = /^([\d.]+)(us|ms|s|m|h)$/.exec(text.trim());
+  if (!match) return Number.NaN;
+  const factor = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] as 'us' | 'ms' | 's' | 'm' | 'h'];
+  return Number(match[1]) * factor;
+}
+
+/** Reads the numbers we report out of `wrk --latency` output. */
+export function parseWrk(output: string): LoadResult {
+  const number = (pattern: RegExp) => {
+    const match = pattern.exec(output);
+    return match ? Number(match[1]) : 0;
+  };
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
+  const total = /(\d+) requests in/.exec(output);
+  const rate = /Requests\/sec:\s+([\d.]+)/.exec(output);
+  const p50 = /^\s*50%\s+(\S+)/m.exec(output);
+  const p99 = /^\s*99%\s+(\S+)/m.exec(output);
+  if (!total || !rate || !p50 || !p99) throw new Error(`unexpected wrk output:\n${output}`);
+  return {
+    reqPerSec: Number(rate[1]),
+    p50: parseWrkDuration(p50[1] ?? ''),
+    p99: parseWrkDuration(p99[1] ?? ''),
+    errors: socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0,
+    non2xx: number(/Non-2xx or 3xx responses: (\d+)/),
+    totalRequests: Number(total[1]),
+  };
+}
+
+/**
+ * The generator to use: BENCH_GENERATOR (wrk | autocannon | autocannon-inprocess) if set, otherwise
+ * wrk when it is installed (a C program: it needs a fraction of autocannon's CPU per request, which
+ * leaves more of a small machine to the proxy), otherwise autocannon in a child process.
+ */
+export function loadGenerator(wanted = process.env['BENCH_GENERATOR'] ?? ''): LoadGenerator {
+  const wrk = which('wrk');
+  const id = wanted || (wrk ? 'wrk' : 'autocannon');
+  if (id === 'wrk') {
+    if (!wrk) throw new Error('BENCH_GENERATOR=wrk but wrk is not on PATH (apt-get install wrk)');
+    const version = /wrk (\S+)/.exec(spawnSync(wrk, ['--version'], { encoding: 'utf8' }).stdout)?.[1] ?? '?';
+    return {
+      id,
+      description: `wrk ${version} (one thread, child process)`,
+      run: async (options) => {
+        if ((options.pipelining ?? 1) !== 1) throw new Error('wrk generator: pipelining is not supported');
+        const seconds = Math.max(1, Math.round(options.durationS));
+        const args = ['-t1', `-c${options.connections}`, `-d${seconds}s`, '--latency', '--timeout', '10s', options.url];
+        return parseWrk(await runToEnd('wrk', wrk, args, (seconds + 30) * 1000));
+      },
+    };
+  }
+  const cli = createRequire(import.meta.url).resolve('autocannon/autocannon.js');
+  const version = (JSON.parse(readFileSync(path.join(path.dirname(cli), 'package.json'), 'utf8')) as { version: string }).version;
+  if (id === 'autocannon') {
+    return {
+      id,
+      description: `autocannon ${version} (child process)`,
+      run: async (options) => {
+        const args = [cli, '-c', String(options.connections), '-d', String(options.durationS), '-p', String(options.pipelining ?? 1), '-t', '10', '-j', '-n', options.url];
+        const stdout = await runToEnd('autocannon', process.execPath, args, (options.durationS + 30) * 1000);
+        return fromAutocannon(JSON.parse(stdout.slice(stdout.indexOf('{'))) as AutocannonResult);
+      },
+    };
+  }
+  if (id === 'autocannon-inprocess') {
+    return { id, description: `autocannon ${version} (in the bench process)`, run: runLoad };
+  }
+  throw new Error(`BENCH_GENERATOR must be wrk, autocannon or autocannon-inprocess, got "${id}"`);
+}
+
+// ───────────────────────────── CPU & memory accounting ─────────────────────────────
 
 let clockTicks: number | undefined;
+let pageBytes: number | undefined;
+
+const getconf = (name: string, fallback: number) => Number(spawnSync('getconf', [name], { encoding: 'utf8' }).stdout.trim()) || fallback;
+
+/** The fields of /proc/<pid>/stat after the ")" closing the command name (so index 0 = state, field 3). */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** utime+stime (fields 14 and 15) in ms; covers every thread of the process, GC included. */
+function fieldsCpuMs(fields: readonly string[]): number {
+  clockTicks ??= getconf('CLK_TCK', 100);
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks;
+}
 
 /**
  * CPU time (user+system, ms) a process has used so far, from /proc (Linux only; undefined elsewhere).
@@ -311,15 +470,77 @@ let clockTicks: number | undefined;
  */
 export function cpuTimeMs(pid: number | undefined): number | undefined {
   if (pid === undefined) return undefined;
+  const fields = statFields(pid);
+  return fields ? fieldsCpuMs(fields) : undefined;
+}
+
+/**
+ * CPU (ms) of this process itself and of its children it has already reaped (cutime+cstime): once a
+ * load-generator child has exited, its whole CPU time shows up in the second number.
+ */
+export function selfCpuMs(): { own: number; reapedChildren: number } | undefined {
+  const fields = statFields(process.pid);
+  if (!fields) return undefined;
+  clockTicks ??= getconf('CLK_TCK', 100);
+  return { own: fieldsCpuMs(fields), reapedChildren: ((Number(fields[13]) + Number(fields[14])) * 1000) / clockTicks };
+}
+
+/**
+ * Busy CPU time of the whole machine so far, ms summed over all cores (user, nice, system, irq,
+ * softirq and steal from the first line of /proc/stat). Minus what the bench's own processes used,
+ * it is what everything else on the box took: the noise indicator of a run.
+ */
+export function machineBusyMs(): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the ")" closing the command name: state is field 3, utime 14, stime 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    clockTicks ??= Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks;
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+    clockTicks ??= getconf('CLK_TCK', 100);
+    return (((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) * 1000) / clockTicks;
   } catch {
     return undefined;
   }
+}
+
+export interface GroupUsage {
+  /** Pids found in the group (the leader and everything it forked that did not leave the group). */
+  readonly pids: number[];
+  /** utime+stime summed over those pids, ms. */
+  readonly cpuMs: number;
+  /** Resident set size summed over those pids, bytes (pages shared between them count once per process). */
+  readonly rssBytes: number;
+}
+
+/**
+ * CPU and RSS of every live process in process group `pgid`, from /proc/<pid>/stat (field 5 = pgrp,
+ * 14/15 = utime/stime) and /proc/<pid>/statm. Linux only: undefined when /proc is not there.
+ */
+export function groupUsage(pgid: number | undefined): GroupUsage | undefined {
+  if (pgid === undefined) return undefined;
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return undefined;
+  }
+  pageBytes ??= getconf('PAGESIZE', 4096);
+  const pids: number[] = [];
+  let cpuMs = 0;
+  let rssBytes = 0;
+  for (const entry of entries) {
+    const code = entry.charCodeAt(0);
+    if (code < 48 || code > 57) continue; // not a pid
+    const pid = Number(entry);
+    const fields = statFields(pid);
+    if (!fields || Number(fields[2]) !== pgid) continue;
+    pids.push(pid);
+    cpuMs += fieldsCpuMs(fields);
+    try {
+      rssBytes += Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]) * pageBytes;
+    } catch {
+      // exited between the two reads
+    }
+  }
+  return pids.length ? { pids, cpuMs, rssBytes } : undefined;
 }
 
 // ───────────────────────────── output ─────────────────────────────
