@@ -29,7 +29,10 @@ import type {
   GatewayConfig,
   HashKeySource,
   HealthCheckConfig,
+  AdminConfig,
   ListenConfig,
+  ServerConfig,
+  UpstreamTlsConfig,
   RetryCondition,
   RouteConfig,
   RouteDefaults,
@@ -82,6 +85,15 @@ function deepFreeze<T>(value: T): T {
 /** Every default the loader applies, in resolved units (ms, bytes). */
 export const DEFAULTS = deepFreeze({
   server: { host: '0.0.0.0', port: 8080 },
+  serverLimits: {
+    trustedProxies: [] as readonly string[],
+    maxBodySize: 10 * 1024 * 1024,
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 60_000,
+    // Longer than the 60 s idle timeout of common load balancers (AWS ALB, GCP), so they never reuse a connection the gateway just closed.
+    keepAliveTimeoutMs: 65_000,
+    maxConnections: 10_000,
+  },
   admin: { host: '127.0.0.1', port: 9901 },
   shutdown: { drainDelayMs: 5_000, timeoutMs: 30_000 },
   instanceWeight: 1,
@@ -425,6 +437,11 @@ const asStringList = (v: unknown): string[] | undefined =>
   Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string' && x !== '') : undefined;
 
 /** Drops undefined-valued keys so optional fields are absent rather than present-but-undefined. */
+/** `{ key: value }` when the value is set, else nothing, so resolved objects carry no undefined keys. */
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}
+
 function compact<T extends object>(value: T): T {
   for (const k of Object.keys(value) as (keyof T)[]) if (value[k] === undefined) delete value[k];
   return value;
@@ -475,8 +492,8 @@ class Resolver {
 
   resolve(data: unknown): GatewayConfig {
     const root = asObj(data);
-    const server = this.listen(root['server'], DEFAULTS.server);
-    const admin = this.listen(root['admin'], DEFAULTS.admin);
+    const server = this.server(root['server']);
+    const admin = this.admin(root['admin']);
     const shutdownRaw = asObj(root['shutdown']);
     const registryRaw = asObj(root['registry']);
     const services = this.services(asObj(asObj(registryRaw['static'])['services']));
@@ -495,6 +512,41 @@ class Resolver {
       defaults,
       routes,
     };
+  }
+
+  private server(rawValue: unknown): ServerConfig {
+    const raw = asObj(rawValue);
+    const d = DEFAULTS.serverLimits;
+    const tls = asObj(raw['tls']);
+    const cert = asString(tls['cert']);
+    const key = asString(tls['key']);
+    return compact({
+      ...this.listen(raw, DEFAULTS.server),
+      tls: cert !== undefined && key !== undefined ? { cert, key } : undefined,
+      trustedProxies: asStringList(raw['trustedProxies']) ?? [...d.trustedProxies],
+      maxBodySize: parseSize(raw['maxBodySize']) ?? d.maxBodySize,
+      headersTimeoutMs: asDuration(raw['headersTimeout'], 1) ?? d.headersTimeoutMs,
+      requestTimeoutMs: asDuration(raw['requestTimeout'], 1) ?? d.requestTimeoutMs,
+      keepAliveTimeoutMs: asDuration(raw['keepAliveTimeout'], 1) ?? d.keepAliveTimeoutMs,
+      maxConnections: asInt(raw['maxConnections'], 1) ?? d.maxConnections,
+    });
+  }
+
+  /** The admin token comes from YAML, else env WAYGATE_ADMIN_TOKEN; an empty YAML token means open. */
+  private admin(rawValue: unknown): AdminConfig {
+    const raw = asObj(rawValue);
+    const token = typeof raw['token'] === 'string' ? raw['token'] : this.envString('WAYGATE_ADMIN_TOKEN');
+    return compact({ ...this.listen(raw, DEFAULTS.admin), token: token === '' ? undefined : token });
+  }
+
+  private upstreamTls(rawValue: unknown, fallback: { ca?: string | undefined; insecureSkipVerify?: boolean } = {}): UpstreamTlsConfig | undefined {
+    if (!isObject(rawValue) && fallback.ca === undefined && !fallback.insecureSkipVerify) return undefined;
+    const raw = asObj(rawValue);
+    return compact({
+      ca: asString(raw['ca']) ?? fallback.ca,
+      serverName: asString(raw['serverName']),
+      insecureSkipVerify: asBool(raw['insecureSkipVerify']) ?? fallback.insecureSkipVerify ?? false,
+    });
   }
 
   private listen(raw: unknown, def: ListenConfig): ListenConfig {
@@ -528,7 +580,11 @@ class Resolver {
         firstIndex.set(origin, i);
         instances.push({ url: origin, weight: (objectForm ? asInt(item['weight'], 1) : undefined) ?? DEFAULTS.instanceWeight });
       });
-      out[name] = compact({ instances, healthCheck: isObject(svc['healthCheck']) ? this.healthCheck(svc['healthCheck']) : undefined });
+      out[name] = compact({
+        instances,
+        healthCheck: isObject(svc['healthCheck']) ? this.healthCheck(svc['healthCheck']) : undefined,
+        tls: this.upstreamTls(svc['tls']),
+      });
     }
     return out;
   }
@@ -595,12 +651,14 @@ class Resolver {
       }
     }
 
+    const tls = this.tls(raw['tls'], base);
     return compact({
       address,
       token,
       datacenter: asString(raw['datacenter']),
       waitMs: asDuration(raw['wait'], 1, DEFAULTS.consul.maxWaitMs) ?? DEFAULTS.consul.waitMs,
-      tls: this.tls(raw['tls'], base),
+      tls,
+      instanceTls: this.upstreamTls(raw['instanceTls'], { ca: tls?.ca, insecureSkipVerify: tls?.insecureSkipVerify ?? false }),
       tagRoutes: asBool(raw['tagRoutes']) ?? DEFAULTS.consul.tagRoutes,
       register: isObject(raw['register']) ? this.register(raw['register'], server) : undefined,
     });
@@ -677,6 +735,7 @@ class Resolver {
       },
       outlierDetection,
       panicThreshold: asPercent(raw['panicThreshold']) ?? base.panicThreshold,
+      ...optional('maxInFlight', asInt(raw['maxInFlight'], 1) ?? base.maxInFlight),
     };
   }
 

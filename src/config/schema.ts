@@ -12,6 +12,7 @@ import { Ajv, type ErrorObject, type SchemaObject, type SchemaValidateFunction }
 import type { BalancerName } from '../routing/balancers/types.ts';
 import { DURATION_HINT, formatDuration, parseDuration } from './duration.ts';
 import { SIZE_HINT, parseSize } from './size.ts';
+import { parseIpOrCidr } from '../proxy/trusted-proxies.ts';
 
 export const BALANCERS = ['round-robin', 'random', 'least-request', 'consistent-hash'] as const satisfies readonly BalancerName[];
 export const RETRY_CONDITIONS = ['connect-failure', 'reset', '502', '503', '504'] as const;
@@ -81,7 +82,10 @@ const routeDefaultProperties: Record<string, SchemaObject> = {
     maxEjectionPercent: percent,
   }),
   panicThreshold: percent,
+  maxInFlight: int(1),
 };
+
+const upstreamTls = mapping({ ca: text, serverName: text, insecureSkipVerify: bool });
 
 const instance: SchemaObject = {
   type: ['string', 'object'],
@@ -106,6 +110,7 @@ const service = mapping(
       unhealthyThreshold: int(1),
       healthyThreshold: int(1),
     }),
+    tls: upstreamTls,
   },
   ['instances'],
 );
@@ -116,6 +121,7 @@ const consul = mapping({
   datacenter: text,
   wait: duration({ min: 1, max: MAX_CONSUL_WAIT_MS }),
   tls: mapping({ ca: text, cert: text, key: text, serverName: text, insecureSkipVerify: bool }),
+  instanceTls: upstreamTls,
   tagRoutes: bool,
   register: mapping({
     name: serviceName,
@@ -162,8 +168,18 @@ const route = mapping(
 
 export const configSchema: SchemaObject = mapping(
   {
-    server: mapping({ host: text, port }),
-    admin: mapping({ host: text, port }),
+    server: mapping({
+      host: text,
+      port,
+      tls: mapping({ cert: text, key: text }, ['cert', 'key']),
+      trustedProxies: { type: 'array', items: { type: 'string', ipOrCidr: true } },
+      maxBodySize: size,
+      headersTimeout: duration({ min: 1 }),
+      requestTimeout: duration({ min: 1 }),
+      keepAliveTimeout: duration({ min: 1 }),
+      maxConnections: int(1),
+    }),
+    admin: mapping({ host: text, port, token: { type: 'string' } }),
     shutdown: mapping({ drainDelay: duration(), timeout: duration() }),
     registry: mapping({
       static: mapping({ services: { type: 'object', additionalProperties: service } }),
@@ -199,6 +215,11 @@ const validateSize: SchemaValidateFunction = function validateSize(_schema: unkn
   return parseSize(data) === undefined ? fail(validateSize, SIZE_HINT) : true;
 };
 
+const IP_OR_CIDR_HINT = 'must be an IP address or a CIDR block like 10.0.0.0/8';
+const validateIpOrCidr: SchemaValidateFunction = function validateIpOrCidr(_schema: unknown, data: unknown) {
+  return typeof data === 'string' && parseIpOrCidr(data) !== undefined ? true : fail(validateIpOrCidr, IP_OR_CIDR_HINT);
+};
+
 const FAILURE_STATUS_HINT = 'must be "5xx" or a status code from 400 to 599';
 const validateFailureStatus: SchemaValidateFunction = function validateFailureStatus(_schema: unknown, data: unknown) {
   const valid = data === '5xx' || (typeof data === 'number' && Number.isInteger(data) && data >= 400 && data <= 599);
@@ -213,6 +234,7 @@ export function validateRawConfig(data: unknown): ErrorObject[] {
     const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true });
     ajv.addKeyword({ keyword: 'duration', schemaType: 'object', errors: true, validate: validateDuration });
     ajv.addKeyword({ keyword: 'size', schemaType: 'boolean', errors: true, validate: validateSize });
+    ajv.addKeyword({ keyword: 'ipOrCidr', schemaType: 'boolean', errors: true, validate: validateIpOrCidr });
     ajv.addKeyword({ keyword: 'failureStatus', schemaType: 'boolean', errors: true, validate: validateFailureStatus });
     ajv.addKeyword({ keyword: 'x-reasons', schemaType: 'object' });
     compiled = ajv.compile(configSchema);

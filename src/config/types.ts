@@ -5,8 +5,8 @@ import type { BalancerName } from '../routing/balancers/types.ts';
  * every size in bytes. Code past config/ only ever sees this shape.
  */
 export interface GatewayConfig {
-  readonly server: ListenConfig;
-  readonly admin: ListenConfig;
+  readonly server: ServerConfig;
+  readonly admin: AdminConfig;
   readonly shutdown: ShutdownConfig;
   readonly registry: RegistryConfig;
   readonly defaults: RouteDefaults;
@@ -16,6 +16,25 @@ export interface GatewayConfig {
 export interface ListenConfig {
   readonly host: string;
   readonly port: number;
+}
+
+/** The public listener and the limits that protect it from its clients. */
+export interface ServerConfig extends ListenConfig {
+  /** HTTPS (HTTP/2 and HTTP/1.1 by ALPN) on the public port; PEM file paths. */
+  readonly tls?: { readonly cert: string; readonly key: string } | undefined;
+  /** IPs or CIDRs whose X-Forwarded-* / Forwarded headers are believed. */
+  readonly trustedProxies: readonly string[];
+  /** Largest request body accepted, in bytes (413 beyond). */
+  readonly maxBodySize: number;
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly maxConnections: number;
+}
+
+export interface AdminConfig extends ListenConfig {
+  /** Bearer token every admin path but the health checks requires; undefined = open. */
+  readonly token?: string | undefined;
 }
 
 export interface ShutdownConfig {
@@ -34,6 +53,17 @@ export interface RegistryConfig {
 export interface StaticServiceConfig {
   readonly instances: readonly StaticInstanceConfig[];
   readonly healthCheck?: HealthCheckConfig | undefined;
+  /** How https:// instances are verified. */
+  readonly tls?: UpstreamTlsConfig | undefined;
+}
+
+/** TLS settings for dialling https:// instances; verification is on unless insecureSkipVerify. */
+export interface UpstreamTlsConfig {
+  /** PEM file with the CA(s) to trust instead of Node's bundled roots. */
+  readonly ca?: string | undefined;
+  /** Name to verify the certificate against (and send as SNI), instead of the instance's host. */
+  readonly serverName?: string | undefined;
+  readonly insecureSkipVerify: boolean;
 }
 
 export interface StaticInstanceConfig {
@@ -56,6 +86,8 @@ export interface ConsulConfig {
   readonly datacenter?: string | undefined;
   readonly waitMs: number;
   readonly tls?: ConsulTlsConfig | undefined;
+  /** How instances marked https are verified (defaults from `tls`: its ca and insecureSkipVerify). */
+  readonly instanceTls?: UpstreamTlsConfig | undefined;
   readonly tagRoutes: boolean;
   readonly register?: ConsulRegisterConfig | undefined;
 }
@@ -106,6 +138,8 @@ export interface RouteDefaults {
   readonly circuitBreaker: CircuitBreakerConfig;
   readonly outlierDetection: OutlierDetectionConfig;
   readonly panicThreshold: number;
+  /** Requests of one route in flight at once; past it 503 OVERLOADED. undefined = unlimited. */
+  readonly maxInFlight?: number | undefined;
 }
 
 export interface RouteMatch {

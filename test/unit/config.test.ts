@@ -41,6 +41,16 @@ routes:
     match: { pathPrefix: /hello }
 `;
 
+/** The public listener's limits when the YAML sets none. */
+const SERVER_LIMITS = {
+  trustedProxies: [],
+  maxBodySize: 10 * 1024 * 1024,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 65_000,
+  maxConnections: 10_000,
+};
+
 const EXPECTED_ROUTE_DEFAULTS: RouteDefaults = {
   timeoutMs: 30_000,
   connectTimeoutMs: 2_000,
@@ -170,7 +180,7 @@ routes:
     hashKey: cookie:Session
 `;
     const expected: GatewayConfig = {
-      server: { host: '10.0.0.1', port: 8000 },
+      server: { host: '10.0.0.1', port: 8000, ...SERVER_LIMITS },
       admin: { host: '127.0.0.2', port: 9000 },
       shutdown: { drainDelayMs: 1_000, timeoutMs: 60_000 },
       registry: {
@@ -195,6 +205,7 @@ routes:
           datacenter: 'dc2',
           waitMs: 120_000,
           tls: { ca: '/ca.pem', cert: '/c.pem', key: '/k.pem', serverName: 'consul', insecureSkipVerify: true },
+          instanceTls: { ca: '/ca.pem', insecureSkipVerify: true },
           tagRoutes: true,
           register: { name: 'edge', id: 'edge-1', address: '10.0.0.9', port: 8001, tags: ['a', 'b'], checkIntervalMs: 15_000 },
         },
@@ -259,7 +270,7 @@ routes:
   it('fills every default for a minimal config', () => {
     const config = ok(HELLO);
     assert.deepStrictEqual(config, {
-      server: { host: '0.0.0.0', port: 8080 },
+      server: { host: '0.0.0.0', port: 8080, ...SERVER_LIMITS },
       admin: { host: '127.0.0.1', port: 9901 },
       shutdown: { drainDelayMs: 5_000, timeoutMs: 30_000 },
       registry: { static: { services: { hello: { instances: [{ url: 'http://127.0.0.1:3001', weight: 1 }] } } } },
