@@ -21,8 +21,12 @@ export function sortRoutes<R extends RouteConfig>(routes: readonly R[]): R[] {
 
 /** True when every condition of the route holds for the request. */
 export function routeMatches(route: RouteConfig, request: RequestFacts): boolean {
+  return prefixMatches(request.path, route.match.pathPrefix) && filtersMatch(route, request);
+}
+
+/** The host, method and header conditions of a route; the path prefix is checked by the caller. */
+export function filtersMatch(route: RouteConfig, request: RequestFacts): boolean {
   const { match } = route;
-  if (!prefixMatches(request.path, match.pathPrefix)) return false;
   if (match.host !== undefined && match.host !== request.host) return false;
   if (match.methods !== undefined && !match.methods.includes(request.method)) return false;
   if (match.headers !== undefined) {
