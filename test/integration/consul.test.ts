@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { GatewayMetrics } from '../../src/observability/metrics.ts';
+import { ConsulClient } from '../../src/registry/consul/client.ts';
+import { type Sleeper, sleep } from '../../src/registry/consul/loop.ts';
+import { ConsulRegistry } from '../../src/registry/consul/registry.ts';
 import { ConsulDouble } from '../support/consul-double.ts';
-import { metricValue, type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
+import { configFromYaml, metricValue, type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
 import { captureLogs } from '../support/logs.ts';
 import { startUpstream, type TestUpstream } from '../support/upstream.ts';
 
@@ -125,7 +129,8 @@ describe('convergence', () => {
     double.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[0]!.port });
     double.register({ id: 'web-2', name: 'web', address: '127.0.0.1', port: upstreams[1]!.port });
     double.register({ id: 'web-3', name: 'web', address: '127.0.0.1', port: upstreams[2]!.port });
-    const gw = await startGateway(consulYaml(double, webRoute));
+    // wait: 10m, so no held query ends by timing out while the test runs (each would add a call).
+    const gw = await startGateway(consulYaml(double, webRoute).replace('wait: 2s', 'wait: 10m'));
     try {
       await until(async () => (await whoAnswers(gw, '/web', 3)).size === 3, 'three instances answer');
       double.setServiceStatus('web-1', 'critical');
@@ -136,9 +141,15 @@ describe('convergence', () => {
       assert.deepEqual([...(await whoAnswers(gw, '/web', 4))], ['u3']);
       double.register({ id: 'web-4', name: 'web', address: '127.0.0.1', port: upstreams[3]!.port });
       await until(async () => (await whoAnswers(gw, '/web', 4)).has('u4'), 'new instance gets traffic');
-      // No polling: every update arrived through a held blocking query, not a timer.
+      await until(() => double.heldQueries() >= 1, 'the next blocking query is held');
+      // No polling: every update arrived through a held blocking query, not a timer. One call per answer:
+      // the first read (no index), one blocking call answered by each of the 3 changes (each change is
+      // seen by the gateway before the test makes the next), and the one held now.
       const calls = double.requests.filter((r) => r.path === '/v1/health/service/web');
-      assert.ok(calls.length < 12, `calls ${calls.length}`);
+      assert.equal(calls.length, 1 + 3 + 1, `calls ${JSON.stringify(calls.map((call) => call.query))}`);
+      assert.equal(calls[0]!.query.index, undefined);
+      const indexes = calls.slice(1).map((call) => Number(call.query.index));
+      assert.ok(indexes.every((index, i) => i === 0 || index > indexes[i - 1]!), `each blocking call carries a newer index: ${indexes.join(',')}`);
     } finally {
       await gw.stop();
       await double.stop();
@@ -286,16 +297,45 @@ describe('ACL', () => {
     await double.start();
     double.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[0]!.port });
     const { logger, lines } = captureLogs();
-    const gw = await startGateway(consulYaml(double, webRoute, '    token: wrong'), { logger });
+    // The registry's back-off pauses are held here until the test releases them: "slowly" is then the
+    // delay each pause asks for, and the number of calls is counted per released pause, not per second.
+    const pauses: Array<{ ms: number; why: string; release: () => void }> = [];
+    const heldSleep: Sleeper = (ms, signal, why) => {
+      if (why === 'rate-limit') return sleep(ms, signal);
+      return new Promise<boolean>((resolve) => {
+        pauses.push({ ms, why, release: () => resolve(true) });
+        signal.addEventListener('abort', () => resolve(false), { once: true });
+      });
+    };
+    const yaml = consulYaml(double, webRoute, '    token: wrong');
+    const consul = configFromYaml(yaml).registry.consul!;
+    const client = new ConsulClient(consul);
+    const metrics = new GatewayMetrics({ processMetrics: false });
+    const registry = new ConsulRegistry(consul, client, logger, metrics, { sleep: heldSleep });
+    const gw = await startGateway(yaml, { logger, metrics, registries: [registry] });
+    const calls = () => double.requests.filter((r) => r.path === '/v1/health/service/web').length;
+    const deniedLogs = () => lines().filter((line) => String(line.msg).includes('permission denied') && line.service === 'web').length;
     try {
-      await until(() => lines().some((line) => String(line.msg).includes('permission denied') && line.service === 'web'), 'denied log');
-      assert.ok(((await metricValue(gw.adminUrl, 'waygate_registry_errors_total', { registry: 'consul' })) ?? 0) >= 1);
-      const seen = double.requests.length;
-      await new Promise((resolve) => setTimeout(resolve, 1500));
-      assert.ok(double.requests.length - seen <= 2, `asked ${double.requests.length - seen} more times`);
+      await until(() => pauses.length === 1, 'the loop backs off after the first 403');
+      assert.equal(deniedLogs(), 1, 'the denial is logged naming the service');
+      assert.equal(calls(), 1, 'one call, then the loop waits');
+      assert.equal(await metricValue(gw.adminUrl, 'waygate_registry_errors_total', { registry: 'consul' }), 1);
+      // Back-off for a denial: 2 s doubling to 30 s, with full jitter in the upper half of each step.
+      for (let k = 0; k < 5; k++) {
+        const ceiling = Math.min(30_000, 2_000 * 2 ** k);
+        assert.equal(pauses[k]!.why, 'permission-denied');
+        assert.ok(pauses[k]!.ms >= ceiling / 2 && pauses[k]!.ms <= ceiling, `pause ${k + 1}: ${pauses[k]!.ms} ms, expected ${ceiling / 2}-${ceiling}`);
+        assert.equal(calls(), k + 1, 'no call while a back-off is pending');
+        pauses[k]!.release();
+        await until(() => pauses.length === k + 2, `the back-off after call ${k + 2}`);
+        assert.equal(calls(), k + 2, 'exactly one more call per released back-off');
+      }
+      assert.equal(await metricValue(gw.adminUrl, 'waygate_registry_errors_total', { registry: 'consul' }), 6, 'every 403 counted');
+      assert.equal(deniedLogs(), 1, 'logged once, not per retry');
       assert.equal((await fetch(`${gw.adminUrl}/health/ready`)).status, 503);
     } finally {
       await gw.stop();
+      await client.close();
       await double.stop();
     }
   });

@@ -28,6 +28,9 @@ function handler(name: string) {
   };
 }
 
+// Every wait below polls a condition. The probe timeout is the one time that matters: an instance
+// answering /health at once must never be taken for a slow one, so it is generous (1 s for a loopback
+// answer, and two misses in a row are needed); only the 'hang' instance, which never answers, reaches it.
 before(async () => {
   upstreams = await Promise.all(['a', 'b', 'c'].map((name) => startUpstream(name, { handler: handler(name) })));
   gw = await startGateway(`
@@ -36,7 +39,7 @@ registry:
     services:
       hello:
         instances: [${upstreams.map((u) => `"${u.url}"`).join(', ')}]
-        healthCheck: { path: /health, interval: 200ms, timeout: 100ms, unhealthyThreshold: 2, healthyThreshold: 1 }
+        healthCheck: { path: /health, interval: 200ms, timeout: 1s, unhealthyThreshold: 2, healthyThreshold: 1 }
 routes:
   - { name: hello, match: { pathPrefix: /hello }, service: hello, stripPrefix: true }
 `);
@@ -63,11 +66,14 @@ async function healthByName(): Promise<Record<string, boolean>> {
   return out;
 }
 
+/** Generous: a flip takes up to unhealthyThreshold x (interval + timeout) = 2.4 s here. */
+const FLIP_LIMIT_MS = 30_000;
+
 async function waitHealth(expected: Record<string, boolean>): Promise<void> {
   await waitFor(`instances to be ${JSON.stringify(expected)}`, async () => {
     const actual = await healthByName();
     return JSON.stringify(actual, Object.keys(expected).sort()) === JSON.stringify(expected, Object.keys(expected).sort());
-  });
+  }, FLIP_LIMIT_MS);
 }
 
 /** Sends n requests and counts which instance answered each. */

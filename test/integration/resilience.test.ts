@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { request as httpRequest } from 'node:http';
+import { type IncomingMessage, request as httpRequest, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { GatewayMetrics } from '../../src/observability/metrics.ts';
@@ -48,38 +48,77 @@ async function withUpstreams(names: string[], body: (upstreams: TestUpstream[]) 
 
 describe('circuit breakers', () => {
   test('an instance answering 500 trips its breaker, gets no traffic, and one half-open trial closes it again', async () => {
-    await withUpstreams(['a', 'b'], async ([a, b]) => {
-      const { logger, lines } = captureLogs();
-      const gw = await startGateway(serviceYaml([a!.url, b!.url], `    retries: 0
+    // `a` fails until told to hold: then it keeps every request open until the test answers it, so the
+    // half-open trial stays in flight for exactly as long as the test needs, however slow the machine.
+    let aFails = true;
+    const held: ServerResponse[] = [];
+    const a = await startUpstream('a', {
+      handler: (_req, res) => {
+        if (aFails) res.writeHead(500, { 'content-type': 'text/plain' }).end('down');
+        else held.push(res);
+      },
+    });
+    const b = await startUpstream('b');
+    const { logger, lines } = captureLogs();
+    const gw = await startGateway(serviceYaml([a.url, b.url], `    retries: 0
+    loadBalancer: round-robin
     circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4, window: 10s, resetTimeout: 400ms }
     outlierDetection: { consecutiveFailures: 1000, baseEjectionTime: 30s, maxEjectionTime: 300s, maxEjectionPercent: 50 }
     panicThreshold: 0`), { logger });
-      try {
-        a!.mode = 'error500';
-        await until(async () => {
-          await get(`${gw.url}/x`);
-          return (await instancesOf(gw)).find((i) => i.url === a!.url)?.breaker === 'open';
-        }, 'breaker of a opens');
-        assert.equal(await metricValue(gw.adminUrl, 'waygate_circuit_breaker_open', { instance: a!.url }), 1);
-        const before = a!.received.length;
-        for (let i = 0; i < 10; i++) assert.equal((await get(`${gw.url}/x`)).status, 200);
-        assert.equal(a!.received.length, before, 'an open instance receives nothing');
+    const breakerOfA = async () => (await instancesOf(gw)).find((i) => i.url === a.url)?.breaker;
+    try {
+      await until(async () => {
+        await get(`${gw.url}/x`);
+        return (await breakerOfA()) === 'open';
+      }, 'breaker of a opens');
+      assert.equal(await metricValue(gw.adminUrl, 'waygate_circuit_breaker_open', { instance: a.url }), 1);
 
-        // After resetTimeout the breaker is half-open: of many concurrent requests exactly one goes to `a`.
-        a!.mode = 'ok';
-        a!.delayMs = 300; // keep the trial in flight while the other requests arrive
-        await until(async () => (await instancesOf(gw)).find((i) => i.url === a!.url)?.breaker === 'half-open', 'half-open');
-        const trialStart = a!.received.length;
-        const results = await Promise.all(Array.from({ length: 20 }, () => get(`${gw.url}/x`)));
-        assert.ok(results.every((r) => r.status === 200));
-        assert.equal(a!.received.length - trialStart, 1, 'exactly one trial request');
-        assert.equal((await instancesOf(gw)).find((i) => i.url === a!.url)?.breaker, 'closed');
-        const opened = lines().filter((line) => line.msg === 'circuit breaker open' && line.instance === a!.url);
-        assert.equal(opened.length, 1, 'one log line per state change, not per request');
-      } finally {
-        await gw.stop();
+      // While the breaker is open every request goes to b. It turns half-open once resetTimeout has
+      // passed, at a moment this test does not race: from then the first request round-robin sends to
+      // `a` is the trial, and `a` holds it. So, one request at a time: each is answered by b until one
+      // is held at `a`, and that one must have found the breaker half-open (it still is: the trial is out).
+      aFails = false;
+      const before = a.received.length;
+      let trial: Promise<{ status: number; body: string }> | undefined;
+      while (!trial) {
+        let answer: { status: number; body: string } | undefined;
+        const pending = get(`${gw.url}/x`).then((r) => (answer = r));
+        await until(() => answer !== undefined || held.length > 0, 'an answer from b or a trial held at a');
+        if (held.length > 0) {
+          trial = pending;
+        } else {
+          assert.equal(answer!.status, 200);
+          assert.equal(a.received.length, before, 'an open instance receives nothing');
+        }
       }
-    });
+      assert.equal(a.received.length - before, 1, 'the trial is the first request a receives');
+      assert.equal(await breakerOfA(), 'half-open', 'a received its first request as the half-open trial');
+
+      // While the trial is in flight, of many concurrent requests none goes to `a`.
+      let answered = 0;
+      const results = Array.from({ length: 20 }, () => get(`${gw.url}/x`).then((r) => ((answered += 1), r)));
+      await until(() => answered === 20, 'the 20 concurrent requests answered');
+      assert.ok((await Promise.all(results)).every((r) => r.status === 200));
+      assert.equal(held.length, 1, 'exactly one trial request reached a');
+      assert.equal(a.received.length - before, 1, 'exactly one trial request');
+
+      // The trial succeeds: the breaker closes.
+      held[0]!.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'a' }).end(JSON.stringify({ instance: 'a' }));
+      assert.equal((await trial).status, 200);
+      assert.equal(await breakerOfA(), 'closed');
+      // One log line per state change, not per request. (On a slow machine the breaker may have turned
+      // half-open and been re-opened by a failing trial before the loop above first saw it open.)
+      const changes = lines().filter((line) => String(line.msg).startsWith('circuit breaker ') && line.instance === a.url).map((line) => line.breaker);
+      assert.ok(changes.every((state, i) => i === 0 || state !== changes[i - 1]), `one line per change: ${changes.join(',')}`);
+      assert.deepEqual(changes.slice(-3), ['open', 'half-open', 'closed'], changes.join(','));
+      assert.ok(changes.filter((state) => state === 'open').length <= changes.filter((state) => state === 'half-open').length,
+        `every open after the first follows a failed trial: ${changes.join(',')}`);
+    } finally {
+      for (const res of held) res.destroy();
+      await gw.stop();
+      await a.close();
+      await b.close();
+    }
   });
 
   test('failureStatuses decides which answers count against an instance', async () => {
@@ -283,20 +322,55 @@ describe('retries', () => {
   });
 
   test('the retry budget stops retries when every instance fails', async () => {
-    // Instances that accept, wait, then reset: each failed attempt holds a retry slot for a while.
-    const slow = await Promise.all(['a', 'b', 'c'].map((name) => startUpstream(name, { handler: (req) => setTimeout(() => req.socket.destroy(), 150) })));
+    // Instances that hold every request until the test resets it: the test decides when attempts fail,
+    // so which retries the budget sees at once is fixed, not a matter of timing.
+    const held: IncomingMessage[] = [];
+    let resetAtOnce = false;
+    const slow = await Promise.all(['a', 'b', 'c'].map((name) => startUpstream(name, {
+      handler: (req) => {
+        if (resetAtOnce) req.socket.destroy();
+        else held.push(req);
+      },
+    })));
+    const received = () => slow.reduce((sum, u) => sum + u.received.length, 0);
+    const resetHeld = () => {
+      for (const req of held.splice(0)) req.socket.destroy();
+    };
     const metrics = new GatewayMetrics({ processMetrics: false });
     const gw = await startGateway(serviceYaml(slow.map((u) => u.url), `    retries: 2
     retryBudget: { percent: 20, minConcurrent: 2 }
     circuitBreaker: { errorThresholdPercentage: 100, volumeThreshold: 100000, window: 10s, resetTimeout: 10s }
     outlierDetection: { consecutiveFailures: 100000, baseEjectionTime: 30s, maxEjectionTime: 300s, maxEjectionPercent: 50 }`), { metrics });
+    const retriesSoFar = async () => (await metricValue(gw.adminUrl, 'waygate_retries_total', { route: 'r' })) ?? 0;
     try {
-      const results = await Promise.all(Array.from({ length: 30 }, () => get(`${gw.url}/x`)));
-      assert.ok(results.every((r) => r.status === 502));
-      const retries = (await metricValue(gw.adminUrl, 'waygate_retries_total', { route: 'r' })) ?? 0;
-      // Without a budget 30 requests × 2 retries = 60; with it at most max(2, 20 % of 30) = 6 at a time.
-      assert.ok(retries > 0 && retries < 30, `retries ${retries}`);
+      let answered = 0;
+      const results = Array.from({ length: 30 }, () => get(`${gw.url}/x`).then((r) => ((answered += 1), r)));
+      await until(() => received() === 30, 'all 30 first attempts held by the instances');
+
+      // All 30 first attempts fail together, with 30 requests in the budget's window. The budget grants
+      // a retry while fewer than minConcurrent (2) are in flight, else while retries + 1 <= 20 % of 30:
+      // retries 1-2 on the first rule, 3-6 on the second, the 7th is refused. Nothing is released in
+      // between, because every retry is held too. So exactly 6 retry and 24 get 502 at once.
+      resetHeld();
+      await until(() => answered + (received() - 30) === 30, 'every failed first attempt answered or retried');
+      assert.equal(answered, 24, 'requests refused a retry answer at once');
+      assert.equal(received() - 30, 6, 'retries that reached an instance');
+      assert.equal(await retriesSoFar(), 6, 'max(minConcurrent 2, 20 % of 30 requests) = 6 retries at once');
+
+      // Now every attempt fails as it arrives. Each retry attempt gives its slot back when it ends, and
+      // with 20 % of the window spent only the minConcurrent rule still grants: the 6 second attempts
+      // fail, and only the last two of them to end see fewer than 2 retries in flight, whatever the
+      // order, so exactly 2 get a third attempt (retries: 2 allows no fourth). 6 + 2 = 8 retries, where
+      // without a budget there would be 30 x 2 = 60.
+      resetAtOnce = true;
+      resetHeld();
+      const answers = await Promise.all(results);
+      assert.deepEqual(answers.filter((r) => r.status !== 502).map((r) => r.status), [], 'every request ends in 502');
+      assert.equal(await retriesSoFar(), 8);
+      assert.equal(received(), 30 + 8, 'every retry reached an instance');
     } finally {
+      resetAtOnce = true;
+      resetHeld();
       await gw.stop();
       await Promise.all(slow.map((u) => u.close()));
     }

@@ -1,5 +1,5 @@
 import { Backoff, blockingTimeoutMs, formatWait, indexChanged, nextIndex, TokenBucket } from './blocking.ts';
-import { type ConsulAnswer, ConsulCallError } from './client.ts';
+import { type ConsulAnswer, ConsulCallError, type ConsulFailureKind } from './client.ts';
 
 /** How a blocking loop reports to its owner. */
 export interface LoopHooks {
@@ -19,7 +19,15 @@ export interface BlockingLoopOptions {
   readonly errorBackoff?: Backoff;
   /** Token bucket for the loop: `burst` calls back to back, then one per `intervalMs` (default 10, 50 ms). */
   readonly rateLimit?: { readonly burst: number; readonly intervalMs: number };
+  /** How the loop waits (default: `sleep`); tests pass their own to see and release each pause. */
+  readonly sleep?: Sleeper;
 }
+
+/**
+ * Waits `ms` unless the signal aborts first (then resolves false). `why` is 'rate-limit' for a token
+ * bucket pause, else the kind of the failure being backed off from.
+ */
+export type Sleeper = (ms: number, signal: AbortSignal, why: 'rate-limit' | ConsulFailureKind) => Promise<boolean>;
 
 /** A plain read (no index) should answer in milliseconds; past this Consul counts as hanging. */
 export const NON_BLOCKING_TIMEOUT_MS = 5_000;
@@ -49,6 +57,7 @@ export class BlockingLoop {
   private readonly bucket: TokenBucket;
   private readonly errorBackoff: Backoff;
   private readonly deniedBackoff: Backoff;
+  private readonly sleep: Sleeper;
   private running: Promise<void> | undefined;
   index = 0;
 
@@ -57,6 +66,7 @@ export class BlockingLoop {
     this.bucket = new TokenBucket(rate.burst, rate.intervalMs, Date.now());
     this.errorBackoff = options.errorBackoff ?? new Backoff(100, 1_000);
     this.deniedBackoff = options.deniedBackoff ?? new Backoff(2_000, 30_000);
+    this.sleep = options.sleep ?? sleep;
   }
 
   start(): void {
@@ -72,7 +82,7 @@ export class BlockingLoop {
     const signal = this.controller.signal;
     while (!signal.aborted) {
       const delay = this.bucket.take(Date.now());
-      if (delay > 0 && !(await sleep(delay, signal))) return;
+      if (delay > 0 && !(await this.sleep(delay, signal, 'rate-limit'))) return;
       const sent = this.index;
       const query = sent === 0 ? {} : { index: sent, wait: formatWait(this.options.waitMs) };
       const timeoutMs = sent === 0 ? NON_BLOCKING_TIMEOUT_MS : blockingTimeoutMs(this.options.waitMs);
@@ -93,7 +103,7 @@ export class BlockingLoop {
         // Ask again from scratch after a failure: the next good answer is then always treated as news.
         this.index = 0;
         const backoff = failure.kind === 'permission-denied' ? this.deniedBackoff : this.errorBackoff;
-        if (!(await sleep(backoff.next(), signal))) return;
+        if (!(await this.sleep(backoff.next(), signal, failure.kind))) return;
       }
     }
   }

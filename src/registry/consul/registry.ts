@@ -3,7 +3,7 @@ import type { Logger } from '../../observability/logger.ts';
 import type { GatewayMetrics } from '../../observability/metrics.ts';
 import type { Registry, RegistryStatus, ServiceSnapshot } from '../types.ts';
 import { ConsulCallError, type ConsulClient, MAX_CONSUL_CONNECTIONS } from './client.ts';
-import { BlockingLoop, NON_BLOCKING_TIMEOUT_MS, sleep } from './loop.ts';
+import { BlockingLoop, NON_BLOCKING_TIMEOUT_MS, type Sleeper, sleep } from './loop.ts';
 import { digestHealthState, parseCatalogServices, parseHealthService } from './parse.ts';
 
 /** Up to this many routed services, each gets its own blocking query (exact per-service index). */
@@ -23,6 +23,13 @@ interface ServiceState {
 }
 
 export type WatchMode = 'per-service' | 'change-feed';
+
+export interface ConsulRegistryOptions {
+  readonly watchCatalog?: boolean;
+  readonly perServiceLimit?: number;
+  /** Every pause between Consul calls (rate limit, back-off) goes through this; default a timer. */
+  readonly sleep?: Sleeper;
+}
 
 /**
  * Instances from Consul's health API. Few services: one blocking query each. Many services: one
@@ -57,8 +64,12 @@ export class ConsulRegistry implements Registry {
     private readonly client: ConsulClient,
     private readonly logger: Logger,
     private readonly metrics: GatewayMetrics,
-    private readonly options: { watchCatalog?: boolean; perServiceLimit?: number } = {},
-  ) {}
+    private readonly options: ConsulRegistryOptions = {},
+  ) {
+    this.sleep = options.sleep ?? sleep;
+  }
+
+  private readonly sleep: Sleeper;
 
   get watchMode(): WatchMode | undefined {
     return this.mode;
@@ -154,6 +165,7 @@ export class ConsulRegistry implements Registry {
     const loop = new BlockingLoop({
       waitMs: this.config.waitMs,
       call: (query, timeoutMs, signal) => this.readService(service, query, timeoutMs, signal),
+      sleep: this.sleep,
       hooks: {
         onData: (body) => this.publish(service, body),
         onSuccess: () => this.markSuccess(service),
@@ -176,6 +188,7 @@ export class ConsulRegistry implements Registry {
       // The cluster-wide answer is large and changes often: coalesce bursts of changes (fact 21).
       rateLimit: FEED_RATE_LIMIT,
       call: (query, timeoutMs, signal) => this.client.get('/v1/health/state/any', query, timeoutMs, signal),
+      sleep: this.sleep,
       hooks: {
         onData: (body) => this.onHealthState(body),
         onSuccess: () => this.markSuccess(undefined),
@@ -244,7 +257,7 @@ export class ConsulRegistry implements Registry {
       const failure = error instanceof ConsulCallError ? error : new ConsulCallError('bad-answer', (error as Error).message);
       this.markError(service, failure);
       // Try again later; the last known instances keep serving meanwhile.
-      if (await sleep(failure.kind === 'permission-denied' ? 10_000 : 1_000, this.stopController.signal)) this.enqueue(service);
+      if (await this.sleep(failure.kind === 'permission-denied' ? 10_000 : 1_000, this.stopController.signal, failure.kind)) this.enqueue(service);
     }
   }
 
@@ -254,6 +267,7 @@ export class ConsulRegistry implements Registry {
     this.catalogLoop = new BlockingLoop({
       waitMs: this.config.waitMs,
       call: (query, timeoutMs, signal) => this.client.get('/v1/catalog/services', query, timeoutMs, signal),
+      sleep: this.sleep,
       hooks: {
         onData: (body) => {
           const services = parseCatalogServices(body);
