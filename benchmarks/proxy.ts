@@ -71,6 +71,8 @@ interface Started {
   readonly child?: Child;
   /** Extra text to show when the peer misbehaves (e.g. nginx's error log). */
   readonly diagnostics?: () => string;
+  /** A check run after the measured window (so that it cannot disturb it), before the peer stops. */
+  readonly verify?: () => Promise<void>;
 }
 
 interface Peer {
@@ -336,7 +338,7 @@ function printChecks(checks: readonly TargetCheck[]): void {
   for (const check of checks) {
     const verdict = check.met === undefined ? 'n/a (peer not measured)' : check.met ? 'met' : 'MISSED';
     const rounds = check.perRound.length > 1 ? `  [per round: ${check.perRound.map((r) => r.toFixed(2)).join(', ')}]` : '';
-    process.stdout.write(`  ${check.name} ${check.op} ${check.limit.toFixed(2)}: ${check.value === undefined ? '-' : check.value.toFixed(2)} -> ${verdict}${rounds}\n`);
+    process.stdout.write(`  ${check.name} ${check.op} ${check.limit.toFixed(2)}: ${check.value === undefined ? '-' : check.value.toFixed(3)} -> ${verdict}${rounds}\n`);
   }
 }
 
@@ -399,8 +401,8 @@ async function bench(): Promise<void> {
     writeFileSync(file, waygateConfig(port, adminPort, upstreams.urls, routes));
     const child = spawnNode('waygate', [waygateBin, 'start', '--config', file], { env: { WAYGATE_LOG_LEVEL: 'warn' }, group: true });
     await waitUntilReady(`http://127.0.0.1:${adminPort}/health/ready`, { child, timeoutMs: 60_000 });
-    if (routes > 0) await checkRouteTable(`http://127.0.0.1:${adminPort}/admin/routes`, routes + 1);
-    return { url: `http://127.0.0.1:${port}/`, child };
+    const verify = routes > 0 ? () => checkRouteTable(`http://127.0.0.1:${adminPort}/admin/routes`, routes + 1) : undefined;
+    return { url: `http://127.0.0.1:${port}/`, child, verify };
   };
 
   const startNative = async (name: 'nginx' | 'haproxy', bin: string): Promise<Started> => {
@@ -454,7 +456,7 @@ async function bench(): Promise<void> {
 
   const measure = async (peer: Peer, round: number): Promise<Sample> => {
     process.stdout.write(`[round ${round}/${rounds}] ${peer.id}: starting ... `);
-    const { url, child, diagnostics } = await peer.start();
+    const { url, child, diagnostics, verify } = await peer.start();
     try {
       // Sanity: the peer must answer 200 with the upstream's body before we load it.
       const probe = await fetch(url);
@@ -491,6 +493,7 @@ async function bench(): Promise<void> {
       const other = sample.otherCpuPct === undefined ? '' : `, other load ${fmt(sample.otherCpuPct)} %`;
       process.stdout.write(`${fmt(result.reqPerSec)} req/s${cpu}${other}${result.errors || result.non2xx ? `, ${result.errors} errors, ${result.non2xx} non-2xx` : ''}\n`);
       if ((result.errors || result.non2xx) && diagnostics) process.stdout.write(diagnostics());
+      await verify?.();
       return sample;
     } finally {
       if (child) {
@@ -573,7 +576,7 @@ async function bench(): Promise<void> {
   const noisy = rows.filter((r) => (r.otherCpuPct ?? 0) > NOISY_OTHER_CPU_PCT);
   if (noisy.length) {
     const worst = Math.max(...noisy.map((r) => r.otherCpuPct ?? 0));
-    process.stdout.write(`\nWARNING: other processes used more than ${NOISY_OTHER_CPU_PCT} % of the machine while ${noisy.map((r) => r.id).join(', ')} were measured (up to ${fmt(worst)} %); ` +
+    process.stdout.write(`\nWARNING: other processes used more than ${NOISY_OTHER_CPU_PCT} % of the machine while ${noisy.length === rows.length ? 'every peer was' : `${noisy.map((r) => r.id).join(', ')} were`} measured (up to ${fmt(worst)} %); ` +
       'req/s is unreliable and CPU/req inflated; rerun on a quiet machine\n');
   }
   const failed = rows.filter((r) => r.errors > 0 || r.non2xx > 0);
