@@ -36,6 +36,8 @@ export interface ExchangeEnv {
   readonly countRetry: () => void;
   /** Upstream statuses that count as failures for breakers and outlier detection. */
   readonly isFailureStatus: (status: number) => boolean;
+  /** The route's requests in flight, shared by its exchanges (for maxInFlight). */
+  readonly load: { inflight: number };
 }
 
 export interface ExchangeRequest {
@@ -64,6 +66,8 @@ export class Exchange implements AttemptListener {
   /** A budget slot taken for the next attempt and not yet handed to it. */
   private pendingSlot: RetrySlot | undefined;
   private failedStatus = false;
+  /** True while this exchange counts in the route's in-flight number. */
+  private counted = false;
   /** True when the client left before its response was complete (counted as 499). */
   aborted = false;
 
@@ -84,8 +88,21 @@ export class Exchange implements AttemptListener {
   }
 
   start(): void {
+    const limit = this.entry.route.maxInFlight;
+    if (limit !== undefined && this.env.load.inflight >= limit) {
+      return this.fail(new GatewayError('OVERLOADED', { detail: `${this.entry.route.name} allows ${limit}`, retryAfterSeconds: 1 }));
+    }
+    this.env.load.inflight += 1;
+    this.counted = true;
     this.entry.budget.requestStarted(this.env.now());
     this.next();
+  }
+
+  /** The gateway ends the exchange for a reason of its own (e.g. the body grew too large): no verdict on the instance. */
+  refuse(error: GatewayError): void {
+    if (this.phase === 'done') return;
+    this.current?.settle('rejected');
+    this.fail(error);
   }
 
   /** The client's connection closed. Before a complete response this is an abort: everything is cancelled. */
@@ -231,6 +248,10 @@ export class Exchange implements AttemptListener {
   /** Moves to done and gives back what only the exchange holds (backoff timer, an unused budget slot). */
   private finish(): void {
     this.phase = 'done';
+    if (this.counted) {
+      this.counted = false;
+      this.env.load.inflight -= 1;
+    }
     if (this.backoff !== undefined) {
       this.env.clearTimer(this.backoff);
       this.backoff = undefined;

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { PassThrough } from 'node:stream';
+import { Transform, type TransformCallback } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { type GatewayError, errorBody } from '../errors.ts';
+import { GatewayError, errorBody } from '../errors.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
 import type { Instance } from '../registry/types.ts';
 import { failureStatusPredicate } from '../resilience/retry-policy.ts';
@@ -9,7 +9,7 @@ import type { RouteEntry } from '../routing/table.ts';
 import type { Attempt } from './attempt.ts';
 import type { AttemptDispatcher } from './dispatcher.ts';
 import { type ClientSide, Exchange, type ExchangeEnv, type UpstreamSide } from './exchange.ts';
-import { clientResponseHeaders, type ForwardingFacts, upstreamRequestHeaders } from './headers.ts';
+import { clientResponseHeaders, type RequestOrigin, upstreamRequestHeaders } from './headers.ts';
 
 /** Per-request facts the routing step found, attached to the Fastify request. */
 export interface ProxyContext {
@@ -27,6 +27,8 @@ export type RequestBody = null | Buffer | 'stream';
 export interface ForwarderDeps {
   readonly metrics: GatewayMetrics;
   readonly dispatcher: AttemptDispatcher;
+  /** server.maxBodySize: a streamed body that grows past it is cut off. */
+  readonly maxBodySize: number;
   readonly random?: () => number;
 }
 
@@ -46,10 +48,11 @@ export class Forwarder {
     this.random = deps.random ?? Math.random;
   }
 
-  forward(req: IncomingMessage, res: ServerResponse, ctx: ProxyContext, facts: ForwardingFacts, body: RequestBody): void {
+  forward(req: IncomingMessage, res: ServerResponse, ctx: ProxyContext, facts: RequestOrigin, body: RequestBody): void {
     if (res.destroyed) return; // the client left while its body was being read
-    const io = new NodeExchangeIO(req, res, ctx, facts, body, this.deps.dispatcher);
+    const io = new NodeExchangeIO(req, res, ctx, facts, body, this.deps.dispatcher, this.deps.maxBodySize);
     const exchange = new Exchange(ctx.entry, { method: req.method!, hashKey: ctx.hashKey, replayable: body !== 'stream' }, io, io, this.envFor(ctx.entry));
+    io.exchange = exchange;
     ctx.exchange = exchange;
     exchange.start();
   }
@@ -65,6 +68,7 @@ export class Forwarder {
         clearTimer,
         countRetry: () => retries.inc(),
         isFailureStatus: failureStatusPredicate(entry.route.circuitBreaker.failureStatuses),
+        load: { inflight: 0 },
       };
       this.envByRoute.set(entry, env);
     }
@@ -72,8 +76,11 @@ export class Forwarder {
   }
 }
 
-/** Writes a gateway error straight onto a raw response, in the catalogue's JSON shape. */
-export function writeGatewayError(res: ServerResponse, error: GatewayError, requestId: string): void {
+/**
+ * Writes a gateway error straight onto a raw response, in the catalogue's JSON shape. `close` asks
+ * Node to close the connection after it, for a request whose body was left unread.
+ */
+export function writeGatewayError(res: ServerResponse, error: GatewayError, requestId: string, close = false): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -81,6 +88,7 @@ export function writeGatewayError(res: ServerResponse, error: GatewayError, requ
   const body = errorBody(error, requestId);
   const headers = ['content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(body)), 'x-request-id', requestId];
   if (error.retryAfterSeconds !== undefined) headers.push('retry-after', String(error.retryAfterSeconds));
+  if (close) headers.push('connection', 'close');
   res.writeHead(error.status, headers);
   res.end(body);
 }
@@ -88,15 +96,17 @@ export function writeGatewayError(res: ServerResponse, error: GatewayError, requ
 /** One request's client response and upstream dispatches, as the Exchange sees them. */
 class NodeExchangeIO implements ClientSide, UpstreamSide {
   private readonly headers: string[];
-  private stream: PassThrough | undefined;
+  private stream: BodyLimit | undefined;
+  exchange: Exchange | undefined;
 
   constructor(
     private readonly req: IncomingMessage,
     private readonly res: ServerResponse,
     private readonly ctx: ProxyContext,
-    private readonly facts: ForwardingFacts,
+    private readonly facts: RequestOrigin,
     private readonly body: RequestBody,
     private readonly dispatcher: AttemptDispatcher,
+    private readonly maxBodySize: number,
   ) {
     this.headers = upstreamRequestHeaders(req.rawHeaders, facts);
   }
@@ -119,9 +129,9 @@ class NodeExchangeIO implements ClientSide, UpstreamSide {
     this.dispatcher.dispatch(route.connectTimeoutMs, options, attempt as unknown as Dispatcher.DispatchHandler);
   }
 
-  /** undici destroys a body stream on error; a PassThrough keeps that from destroying the client's socket. */
-  private pipeBody(): PassThrough {
-    this.stream = new PassThrough();
+  /** undici destroys a body stream on error; a stream of our own in between keeps it off the client's socket. */
+  private pipeBody(): BodyLimit {
+    this.stream = new BodyLimit(this.maxBodySize, () => this.exchange?.refuse(new GatewayError('PAYLOAD_TOO_LARGE', { detail: `more than ${this.maxBodySize} bytes` })));
     this.req.pipe(this.stream);
     return this.stream;
   }
@@ -153,7 +163,23 @@ class NodeExchangeIO implements ClientSide, UpstreamSide {
 
   fail(error: GatewayError): void {
     if (this.stream) this.req.unpipe(this.stream);
-    writeGatewayError(this.res, error, this.facts.requestId);
+    writeGatewayError(this.res, error, this.facts.requestId, !this.req.complete);
+  }
+}
+
+/** Passes a request body through, counting it; past `max` bytes it stops and reports once. */
+class BodyLimit extends Transform {
+  private seen = 0;
+
+  constructor(private readonly max: number, private readonly onExceeded: () => void) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.seen += chunk.length;
+    if (this.seen <= this.max) return done(null, chunk);
+    if (this.seen - chunk.length <= this.max) this.onExceeded();
+    done();
   }
 }
 

@@ -61,37 +61,60 @@ export function chooseRequestId(header: string | string[] | undefined, mint: () 
   return value !== undefined && REQUEST_ID.test(value) ? value : mint();
 }
 
-/** Request headers the gateway sets itself or that must not travel upstream as the client sent them. */
-const REPLACED_REQUEST_HEADERS = new Set(['host', 'expect', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id']);
+/** Request headers never forwarded as the client sent them: the gateway sets them, or undici must not see them. */
+const REPLACED_REQUEST_HEADERS = new Set(['host', 'expect', 'x-forwarded-for', 'x-request-id']);
+
+/** Forwarding headers believed only from a trusted proxy; from anyone else they are dropped. */
+const PROXY_ASSERTED_HEADERS = new Set(['x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-prefix', 'x-real-ip', 'forwarded']);
+
+/** What the gateway knows about where a request came from. */
+export interface RequestOrigin {
+  /** The socket peer. */
+  readonly peerIp: string;
+  /** Whether the peer is in trustedProxies, so its forwarding headers are believed. */
+  readonly trustedPeer: boolean;
+  readonly protocol: 'http' | 'https';
+  readonly originalHost: string | undefined;
+  readonly requestId: string;
+}
 
 /**
  * The header list sent upstream, built from the client's raw headers (case and order kept):
  * hop-by-hop headers go, so does `expect` (Node has already answered 100-continue to the client,
- * and undici refuses it), Host becomes the instance's (undici sets it), and the forwarding family
- * and request id are the gateway's.
+ * and undici refuses it), Host becomes the instance's (undici sets it), and the request id is the
+ * gateway's. From an untrusted peer every forwarding header is replaced by what the gateway saw;
+ * a trusted proxy's are kept and the peer is appended to X-Forwarded-For.
  */
-export function upstreamRequestHeaders(rawHeaders: readonly string[], facts: ForwardingFacts): string[] {
+export function upstreamRequestHeaders(rawHeaders: readonly string[], origin: RequestOrigin): string[] {
   const out: string[] = [];
   let named: string[] | undefined;
   let priorForwardedFor: string | undefined;
+  let sawProto = false;
+  let sawHost = false;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toLowerCase();
     if (name === 'connection') {
       named = mergeNames(named, rawHeaders[i + 1]!);
       continue;
     }
-    if (name === 'x-forwarded-for') {
-      priorForwardedFor = priorForwardedFor === undefined ? rawHeaders[i + 1]! : `${priorForwardedFor}, ${rawHeaders[i + 1]!}`;
+    if (isHopByHop(name) || REPLACED_REQUEST_HEADERS.has(name)) {
+      if (name === 'x-forwarded-for' && origin.trustedPeer) {
+        priorForwardedFor = priorForwardedFor === undefined ? rawHeaders[i + 1]! : `${priorForwardedFor}, ${rawHeaders[i + 1]!}`;
+      }
       continue;
     }
-    if (isHopByHop(name) || REPLACED_REQUEST_HEADERS.has(name)) continue;
+    if (PROXY_ASSERTED_HEADERS.has(name)) {
+      if (!origin.trustedPeer) continue;
+      if (name === 'x-forwarded-proto') sawProto = true;
+      else if (name === 'x-forwarded-host') sawHost = true;
+    }
     out.push(rawHeaders[i]!, rawHeaders[i + 1]!);
   }
   const list = named ? dropNamed(out, named) : out;
-  list.push('x-forwarded-for', priorForwardedFor === undefined ? facts.clientIp : `${priorForwardedFor}, ${facts.clientIp}`);
-  list.push('x-forwarded-proto', facts.protocol);
-  if (facts.originalHost) list.push('x-forwarded-host', facts.originalHost);
-  list.push('x-request-id', facts.requestId);
+  list.push('x-forwarded-for', priorForwardedFor === undefined ? origin.peerIp : `${priorForwardedFor}, ${origin.peerIp}`);
+  if (!sawProto) list.push('x-forwarded-proto', origin.protocol);
+  if (!sawHost && origin.originalHost) list.push('x-forwarded-host', origin.originalHost);
+  list.push('x-request-id', origin.requestId);
   return list;
 }
 

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { type IncomingMessage, METHODS, type ServerResponse } from 'node:http';
 import httpProxy from '@fastify/http-proxy';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { HashKeySource } from '../config/types.ts';
+import type { Socket } from 'node:net';
+import type { HashKeySource, ServerConfig } from '../config/types.ts';
 import { GatewayError, errorBody } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
@@ -12,6 +13,8 @@ import type { RouteTable } from '../routing/table.ts';
 import type { AttemptDispatcher } from './dispatcher.ts';
 import { Forwarder, type ProxyContext, shouldBufferBody } from './forwarder.ts';
 import { addForwardingHeaders, chooseRequestId, withoutHopByHop } from './headers.ts';
+import { hostLineCount, isValidHost } from './host.ts';
+import { TrustedProxies } from './trusted-proxies.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -33,6 +36,7 @@ export interface PublicServerDeps {
   readonly metrics: GatewayMetrics;
   readonly logger: Logger;
   readonly dispatcher: AttemptDispatcher;
+  readonly server: ServerConfig;
 }
 
 /** Writes a gateway-made error in the one JSON shape clients can rely on. */
@@ -47,9 +51,9 @@ export function sendGatewayError(reply: FastifyReply, error: GatewayError): void
 }
 
 /** Reads the consistent-hash key the route asks for. */
-function hashKeyOf(request: FastifyRequest, source: HashKeySource | undefined): string | undefined {
+function hashKeyOf(request: FastifyRequest, source: HashKeySource | undefined, clientIp: () => string): string | undefined {
   if (!source) return undefined;
-  if (source.kind === 'ip') return request.ip;
+  if (source.kind === 'ip') return clientIp();
   if (source.kind === 'header') {
     const value = request.headers[source.name];
     return Array.isArray(value) ? value[0] : value;
@@ -61,6 +65,10 @@ function hashKeyOf(request: FastifyRequest, source: HashKeySource | undefined): 
     if (eq !== -1 && part.slice(0, eq).trim() === source.name) return part.slice(eq + 1).trim();
   }
   return undefined;
+}
+
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
 }
 
 /** How a request's body travels: none, buffered so a retry can resend it, or streamed once. */
@@ -84,6 +92,24 @@ function readBody(request: IncomingMessage): Promise<Buffer | undefined> {
   });
 }
 
+/**
+ * Answers what Node's parser or its timers refused, in the catalogue's JSON shape, then closes the
+ * connection. Nothing is written once a response has started on that socket.
+ */
+function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+  if (socket.writable && (!inFlight || !inFlight.headersSent)) {
+    const gatewayError = new GatewayError(
+      error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : error.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST',
+      { detail: error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? undefined : error.message },
+    );
+    const body = errorBody(gatewayError, randomUUID());
+    socket.write(`HTTP/1.1 ${gatewayError.status} ${gatewayError.code}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
+}
+
 /** The client-facing listener: path normalization, route matching, then the Exchange (WebSocket upgrades go to @fastify/http-proxy). */
 export async function buildPublicServer(deps: PublicServerDeps): Promise<FastifyInstance> {
   const app = Fastify({
@@ -93,6 +119,16 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     genReqId: (req) => chooseRequestId(req.headers['x-request-id'], randomUUID),
     return503OnClosing: false, // keep answering requests that arrive on open connections while draining
     forceCloseConnections: 'idle',
+    keepAliveTimeout: deps.server.keepAliveTimeoutMs,
+    requestTimeout: deps.server.requestTimeoutMs,
+    http: {
+      headersTimeout: deps.server.headersTimeoutMs,
+      // Host problems get the gateway's JSON 400 instead of Node's bare one.
+      requireHostHeader: false,
+      // Node checks header/request deadlines on this tick (30 s by default, which would stretch a 10 s headersTimeout to 40 s).
+      connectionsCheckingInterval: Math.min(1_000, deps.server.headersTimeoutMs, deps.server.requestTimeoutMs),
+    },
+    clientErrorHandler: answerClientError,
     // Malformed URLs (bad percent-escapes) get the gateway's JSON error, not Fastify's own body.
     frameworkErrors: (error, request, reply) => {
       deps.metrics.requests.inc('(none)', KNOWN_METHODS.has(request.method) ? request.method : 'OTHER', 400);
@@ -103,7 +139,10 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
   for (const method of METHODS) {
     if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: true });
   }
-  const forwarder = new Forwarder({ metrics: deps.metrics, dispatcher: deps.dispatcher });
+  const forwarder = new Forwarder({ metrics: deps.metrics, dispatcher: deps.dispatcher, maxBodySize: deps.server.maxBodySize });
+  const trusted = new TrustedProxies(deps.server.trustedProxies);
+  const maxBodySize = deps.server.maxBodySize;
+  app.server.maxConnections = deps.server.maxConnections; // past it Node closes new connections at once
 
   // Bodies must reach the proxy as raw streams; Fastify's own text/plain parser would consume them.
   app.removeAllContentTypeParsers();
@@ -127,16 +166,28 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     // One 'close' listener instead of an onResponse hook: Fastify hooks cost more per request.
     (reply.raw as ServerResponse & { [kRequest]?: FastifyRequest })[kRequest] = request;
     reply.raw.once('close', onResponseClose);
+    const host = request.headers.host;
+    if (hostLineCount(request.raw.rawHeaders) !== 1 || host === undefined || !isValidHost(host)) {
+      return sendGatewayError(reply, new GatewayError('BAD_REQUEST', { detail: 'the request needs exactly one valid Host header' }));
+    }
+    const length = request.headers['content-length'];
+    if (length !== undefined && Number(length) > maxBodySize) {
+      reply.header('connection', 'close'); // the body stays unread
+      return sendGatewayError(reply, new GatewayError('PAYLOAD_TOO_LARGE', { detail: `Content-Length ${length} is over ${maxBodySize} bytes` }));
+    }
     const rawUrl = request.raw.url ?? '/';
     const queryAt = rawUrl.indexOf('?');
     const rawPath = queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt);
     const path = normalizePath(rawPath);
     if (path === undefined) return sendGatewayError(reply, new GatewayError('INVALID_PATH'));
-    const entry = deps.table().find({ path, host: hostWithoutPort(request.headers.host), method: request.method, headers: request.headers });
+    const entry = deps.table().find({ path, host: hostWithoutPort(host), method: request.method, headers: request.headers });
     if (!entry) return sendGatewayError(reply, new GatewayError('ROUTE_NOT_FOUND', { detail: `${request.method} ${path}` }));
     const upstreamPath = entry.route.stripPrefix ? stripPathPrefix(path, entry.route.match.pathPrefix) : path;
     const upstreamUrl = queryAt === -1 ? upstreamPath : upstreamPath + rawUrl.slice(queryAt);
-    const ctx: ProxyContext = { entry, upstreamUrl, hashKey: hashKeyOf(request, entry.route.hashKey), exchange: undefined };
+    const peerIp = request.socket.remoteAddress ?? '';
+    const trustedPeer = trusted.trusts(peerIp);
+    const clientIp = () => (trustedPeer ? trusted.clientIp(peerIp, headerText(request.headers['x-forwarded-for'])) : peerIp);
+    const ctx: ProxyContext = { entry, upstreamUrl, hashKey: hashKeyOf(request, entry.route.hashKey, clientIp), exchange: undefined };
     request.waygate = ctx;
     if (request.headers.upgrade?.toLowerCase() === 'websocket') {
       // A WebSocket picks its instance inside http-proxy; refuse here when there is none to pick.
@@ -148,7 +199,7 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     }
     // Plain HTTP leaves Fastify here: the exchange writes the raw response itself.
     reply.hijack();
-    const facts = { clientIp: request.ip, protocol: request.protocol, originalHost: request.headers.host, requestId: String(request.id) };
+    const facts = { peerIp, trustedPeer, protocol: request.protocol, originalHost: host, requestId: String(request.id) };
     const plan = bodyPlan(request, ctx);
     if (plan !== 'buffer') return forwarder.forward(request.raw, reply.raw, ctx, facts, plan === 'none' ? null : 'stream');
     readBody(request.raw).then((body) => {

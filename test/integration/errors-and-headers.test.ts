@@ -218,10 +218,25 @@ describe('forwarding headers', () => {
     assert.equal(seen.headers['x-forwarded-host'], 'public.example.test:8443');
   });
 
-  test('the client IP is appended to an existing x-forwarded-for', async () => {
-    const response = await rawRequest(gw.url, { path: '/echo/fwd', headers: { 'x-forwarded-for': '203.0.113.7, 198.51.100.2' } });
+  test('from a peer that is not a trusted proxy, forwarding headers are replaced by what the gateway saw', async () => {
+    const response = await rawRequest(gw.url, {
+      path: '/echo/fwd',
+      headers: {
+        host: 'real.example',
+        'x-forwarded-for': '203.0.113.7, 198.51.100.2',
+        'x-forwarded-proto': 'https',
+        'x-forwarded-host': 'spoofed.example',
+        'x-forwarded-port': '443',
+        'x-forwarded-prefix': '/admin',
+        'x-real-ip': '203.0.113.9',
+        forwarded: 'for=203.0.113.7;proto=https',
+      },
+    });
     const seen = JSON.parse(response.body) as Echo;
-    assert.equal(seen.headers['x-forwarded-for'], '203.0.113.7, 198.51.100.2, 127.0.0.1');
+    assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1');
+    assert.equal(seen.headers['x-forwarded-proto'], 'http');
+    assert.equal(seen.headers['x-forwarded-host'], 'real.example');
+    for (const name of ['x-forwarded-port', 'x-forwarded-prefix', 'x-real-ip', 'forwarded']) assert.equal(seen.headers[name], undefined, name);
   });
 
   test('end-to-end headers and the body reach the upstream', async () => {

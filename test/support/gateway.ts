@@ -22,10 +22,12 @@ export interface RunningGateway {
 
 /**
  * Starts an in-process gateway on random loopback ports. The YAML must leave out `server`, `admin`
- * and `shutdown` (they are filled in: ports 0, no drain delay).
+ * and `shutdown` (they are filled in: ports 0, no drain delay); `server`/`admin` options add keys to those blocks.
  */
-export async function startGateway(yaml: string, options: GatewayOptions = {}): Promise<RunningGateway> {
-  const full = `server: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\nshutdown: { drainDelay: 0, timeout: 5s }\n${yaml}`;
+export async function startGateway(yaml: string, options: GatewayOptions & { server?: string; admin?: string } = {}): Promise<RunningGateway> {
+  const server = options.server ? `, ${options.server}` : '';
+  const admin = options.admin ? `, ${options.admin}` : '';
+  const full = `server: { host: 127.0.0.1, port: 0${server} }\nadmin: { host: 127.0.0.1, port: 0${admin} }\nshutdown: { drainDelay: 0, timeout: 5s }\n${yaml}`;
   const config = configFromYaml(full);
   const gateway = new Gateway(config, {
     logger: options.logger ?? createLogger(process.env.WAYGATE_TEST_LOG_LEVEL ?? 'silent'),

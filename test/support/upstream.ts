@@ -15,6 +15,8 @@ export interface TestUpstream {
   delayMs: number;
   /** Abrupt death: destroys every open socket and stops listening (connects are then refused). */
   kill(): Promise<void>;
+  /** Connections currently open to this upstream. */
+  openSockets(): number;
   /** Listens again on the same port after kill(). */
   restore(): Promise<void>;
   close(): Promise<void>;
@@ -44,6 +46,7 @@ export async function startUpstream(name: string, options: { port?: number; hand
       sockets.clear();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
+    openSockets: () => sockets.size,
     restore: async () => {
       await listen();
     },

@@ -110,6 +110,7 @@ function harness(options: { method?: string; replayable?: boolean; instances?: n
     clearTimer: (handle) => { const at = timers.indexOf(handle as () => void); if (at !== -1) timers.splice(at, 1); },
     countRetry: () => {},
     isFailureStatus: failureStatusPredicate(route.circuitBreaker.failureStatuses),
+    load: { inflight: 0 },
   };
   const client = new FakeClient();
   const upstream = new FakeUpstream();
