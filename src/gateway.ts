@@ -210,6 +210,7 @@ export class Gateway {
       logger: this.logger,
       notReadyReason: () => this.notReadyReason(),
       describeRoutes: () => this.describeRoutes(),
+      token: this.config.admin.token,
     });
     await this.adminServer.listen({ host: this.config.admin.host, port: this.config.admin.port });
     await Promise.all(this.registries.map((registry) => registry.start()));

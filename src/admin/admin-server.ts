@@ -1,4 +1,6 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { GatewayError, errorBody } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
 
@@ -9,11 +11,35 @@ export interface AdminView {
   /** undefined when ready; otherwise why not (e.g. "shutting down", "registry consul not synced"). */
   readonly notReadyReason: () => string | undefined;
   readonly describeRoutes: () => unknown;
+  /** admin.token: when set, every path but the two health checks needs `Authorization: Bearer <token>`. */
+  readonly token?: string | undefined;
+}
+
+/** Paths an orchestrator probes without credentials. */
+const OPEN_PATHS = new Set(['/health/live', '/health/ready']);
+
+/** Compares digests, so neither the token's length nor its content leaks through timing. */
+function tokenMatcher(token: string): (header: string | undefined) => boolean {
+  const expected = createHash('sha256').update(token).digest();
+  return (header) => {
+    const given = header?.startsWith('Bearer ') ? header.slice(7) : '';
+    return timingSafeEqual(createHash('sha256').update(given).digest(), expected) && given.length > 0;
+  };
 }
 
 /** The operator-facing listener: health, metrics and the live routing table; never on the public port. */
 export function buildAdminServer(view: AdminView): FastifyInstance {
   const app = Fastify({ loggerInstance: view.logger.child({ component: 'admin' }, { level: 'error' }) as FastifyBaseLogger, forceCloseConnections: true });
+
+  if (view.token !== undefined) {
+    const authorized = tokenMatcher(view.token);
+    app.addHook('onRequest', (request, reply, done) => {
+      const path = request.url.split('?', 1)[0]!;
+      if (OPEN_PATHS.has(path) || authorized(request.headers.authorization)) return done();
+      reply.code(401).header('www-authenticate', 'Bearer').header('content-type', 'application/json; charset=utf-8')
+        .send(errorBody(new GatewayError('UNAUTHORIZED'), String(request.id)));
+    });
+  }
 
   app.get('/health/live', async () => ({ status: 'UP' }));
 

@@ -241,3 +241,37 @@ describe('limits', { timeout: 30_000 }, () => {
     }
   });
 });
+
+describe('admin token', () => {
+  let upstream: TestUpstream;
+  let gw: RunningGateway;
+  before(async () => {
+    upstream = await startUpstream('u');
+    gw = await startGateway(serviceYaml([upstream.url]), { admin: 'token: "s3cret-token"' });
+  });
+  after(async () => {
+    await gw.stop();
+    await upstream.close();
+  });
+
+  test('every admin path but the health checks needs the bearer token; otherwise 401 JSON', async () => {
+    for (const path of ['/metrics', '/admin/routes', '/no-such-admin-path']) {
+      for (const authorization of [undefined, 'Bearer wrong', 'Bearer s3cret-tokenX', 'Bearer ', 's3cret-token', 'Basic czNjcmV0LXRva2Vu']) {
+        const response = await fetch(`${gw.adminUrl}${path}`, { headers: authorization === undefined ? {} : { authorization } });
+        assert.equal(response.status, 401, `${path} with ${authorization}`);
+        assert.equal(response.headers.get('www-authenticate'), 'Bearer');
+        assert.equal(((await response.json()) as { error: { code: string } }).error.code, 'UNAUTHORIZED');
+      }
+    }
+    const ok = await fetch(`${gw.adminUrl}/admin/routes`, { headers: { authorization: 'Bearer s3cret-token' } });
+    assert.equal(ok.status, 200);
+    const metrics = await fetch(`${gw.adminUrl}/metrics?x=1`, { headers: { authorization: 'Bearer s3cret-token' } });
+    assert.equal(metrics.status, 200);
+  });
+
+  test('the health checks stay open for orchestrators', async () => {
+    assert.equal((await fetch(`${gw.adminUrl}/health/live`)).status, 200);
+    assert.equal((await fetch(`${gw.adminUrl}/health/ready`)).status, 200);
+    assert.equal((await fetch(`${gw.adminUrl}/health/ready?probe=1`)).status, 200);
+  });
+});

@@ -724,3 +724,41 @@ routes:
     ]);
   });
 });
+
+describe('hardening keys', () => {
+  const base = 'registry: { static: { services: { s: { instances: ["http://127.0.0.1:1"] } } } }\nroutes: [{ name: r, match: { pathPrefix: / }, service: s }]\n';
+  const parse = (text: string, env: NodeJS.ProcessEnv = {}) => parseConfig(text, { file: 't.yaml', env });
+
+  it('admin.token comes from YAML, else WAYGATE_ADMIN_TOKEN; an empty YAML token means open', () => {
+    const fromEnv = parse(base, { WAYGATE_ADMIN_TOKEN: 'env-t' });
+    assert.ok(fromEnv.ok);
+    assert.equal(fromEnv.config.admin.token, 'env-t');
+    const fromYaml = parse(`admin: { token: yaml-t }\n${base}`, { WAYGATE_ADMIN_TOKEN: 'env-t' });
+    assert.ok(fromYaml.ok);
+    assert.equal(fromYaml.config.admin.token, 'yaml-t');
+    const open = parse(`admin: { token: "" }\n${base}`, { WAYGATE_ADMIN_TOKEN: 'env-t' });
+    assert.ok(open.ok);
+    assert.equal(open.config.admin.token, undefined);
+  });
+
+  it('server limits resolve to ms and bytes; trustedProxies must be IPs or CIDRs', () => {
+    const result = parse(`server: { maxBodySize: 2MiB, headersTimeout: 5s, requestTimeout: 30s, keepAliveTimeout: 75s, maxConnections: 100, trustedProxies: [10.0.0.0/8, "::1"] }\n${base}`);
+    assert.ok(result.ok);
+    assert.deepEqual(
+      { ...result.config.server, host: undefined, port: undefined },
+      { host: undefined, port: undefined, maxBodySize: 2 * 1024 * 1024, headersTimeoutMs: 5_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 75_000, maxConnections: 100, trustedProxies: ['10.0.0.0/8', '::1'] },
+    );
+    const bad = parse(`server: { trustedProxies: [10.0.0.0/33, "not-an-ip"] }\n${base}`);
+    assert.ok(!bad.ok);
+    assert.deepEqual(bad.problems.map((p) => [p.path, p.reason]), [
+      ['server.trustedProxies[0]', 'must be an IP address or a CIDR block like 10.0.0.0/8'],
+      ['server.trustedProxies[1]', 'must be an IP address or a CIDR block like 10.0.0.0/8'],
+    ]);
+  });
+
+  it('maxInFlight is inherited from defaults and may be overridden per route', () => {
+    const result = parse(`defaults: { maxInFlight: 50 }\nregistry: { static: { services: { s: { instances: ["http://127.0.0.1:1"] } } } }\nroutes: [{ name: a, match: { pathPrefix: /a }, service: s }, { name: b, match: { pathPrefix: /b }, service: s, maxInFlight: 5 }]\n`);
+    assert.ok(result.ok);
+    assert.deepEqual(result.config.routes.map((route) => route.maxInFlight), [50, 5]);
+  });
+});
