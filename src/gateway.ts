@@ -23,6 +23,8 @@ export interface GatewayOptions {
   readonly metrics?: GatewayMetrics;
   /** Extra registries (Consul) serving services that are not static. */
   readonly registries?: readonly Registry[];
+  /** How the drain delay is waited out; tests end it on their own signal instead of a clock. */
+  readonly sleep?: (ms: number) => Promise<void>;
 }
 
 /** How long a retired pool keeps its breakers for requests that were already under way. */
@@ -45,10 +47,12 @@ export class Gateway {
   private adminServer: FastifyInstance | undefined;
   private phase: Phase = 'created';
   private readonly shutdownHooks: Array<() => Promise<void>> = [];
+  private readonly sleep: (ms: number) => Promise<void>;
 
   constructor(readonly config: GatewayConfig, options: GatewayOptions = {}) {
     this.logger = options.logger ?? createLogger();
     this.metrics = options.metrics ?? new GatewayMetrics();
+    this.sleep = options.sleep ?? sleep;
     this.dispatcher = new AttemptDispatcher(config.defaults.connectTimeoutMs);
     const discovery = options.registries ?? (config.registry.consul ? [this.createConsul()] : []);
     this.registries = [new StaticRegistry(config.registry.static.services, this.logger, this.metrics), ...discovery];
@@ -270,7 +274,7 @@ export class Gateway {
     const { drainDelayMs, timeoutMs } = this.config.shutdown;
     this.logger.info({ drainDelayMs, timeoutMs }, 'shutdown: draining');
     await Promise.allSettled(this.shutdownHooks.map((hook) => hook()));
-    await sleep(drainDelayMs);
+    await this.sleep(drainDelayMs);
     if (this.publicServer) {
       const closing = this.publicServer.close();
       let timer: NodeJS.Timeout | undefined;

@@ -66,7 +66,7 @@ describe('health endpoints', () => {
     const upstream = await startUpstream('drain');
     const yaml = `server: { host: 127.0.0.1, port: 0 }
 admin: { host: 127.0.0.1, port: 0 }
-shutdown: { drainDelay: 1500ms, timeout: 5s }
+shutdown: { drainDelay: 30s, timeout: 5s }
 registry:
   static:
     services:
@@ -74,7 +74,10 @@ registry:
 routes:
   - { name: drain, match: { pathPrefix: /d }, service: drain }
 `;
-    const gateway = new Gateway(configFromYaml(yaml), { logger: createLogger('silent'), metrics: new GatewayMetrics({ processMetrics: false }) });
+    // The drain delay ends when the test says so, never because a clock ran out.
+    let endDrain: () => void = () => {};
+    const drained = new Promise<void>((resolve) => { endDrain = resolve; });
+    const gateway = new Gateway(configFromYaml(yaml), { logger: createLogger('silent'), metrics: new GatewayMetrics({ processMetrics: false }), sleep: () => drained });
     let stopping: Promise<void> | undefined;
     try {
       await gateway.start();
@@ -95,6 +98,7 @@ routes:
       assert.equal(served.status, 200, 'still served during drainDelay');
       assert.equal(upstream.received.at(-1)?.url, '/d/x');
     } finally {
+      endDrain();
       await (stopping ?? gateway.stop());
       await upstream.close();
     }
