@@ -1,16 +1,5 @@
-import type { IncomingHttpHeaders } from 'node:http';
-
 /** Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward; every Proxy-* header counts too. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
-
-/** Removes hop-by-hop headers (including every Proxy-* header) and every header the Connection header names. */
-export function stripHopByHop(headers: Record<string, unknown>): void {
-  const connection = headers.connection;
-  if (typeof connection === 'string') for (const name of connectionNames(connection)) delete headers[name];
-  for (const name in headers) {
-    if (isHopByHop(name)) delete headers[name];
-  }
-}
 
 function isHopByHop(name: string): boolean {
   return HOP_BY_HOP.has(name) || (name.charCodeAt(0) === 112 /* p */ && name.startsWith('proxy-'));
@@ -35,22 +24,6 @@ export function withoutHopByHop(headers: Record<string, unknown>): Record<string
 /** Header names listed in a Connection header, lower-cased. */
 function connectionNames(value: string): string[] {
   return value.toLowerCase().split(',').map((name) => name.trim()).filter((name) => name !== '');
-}
-
-export interface ForwardingFacts {
-  readonly clientIp: string;
-  readonly protocol: 'http' | 'https';
-  readonly originalHost: string | undefined;
-  readonly requestId: string;
-}
-
-/** Adds the X-Forwarded-* family and the request id to headers going upstream. */
-export function addForwardingHeaders(headers: IncomingHttpHeaders | Record<string, unknown>, facts: ForwardingFacts): void {
-  const prior = headers['x-forwarded-for'];
-  headers['x-forwarded-for'] = prior ? `${Array.isArray(prior) ? prior.join(', ') : String(prior)}, ${facts.clientIp}` : facts.clientIp;
-  headers['x-forwarded-proto'] = facts.protocol;
-  if (facts.originalHost) headers['x-forwarded-host'] = facts.originalHost;
-  headers['x-request-id'] = facts.requestId;
 }
 
 const REQUEST_ID = /^[\w.:@/+=-]{1,200}$/;
@@ -151,6 +124,24 @@ function dropNamed(list: string[], named: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < list.length; i += 2) {
     if (!named.includes(list[i]!.toLowerCase())) out.push(list[i]!, list[i + 1]!);
+  }
+  return out;
+}
+
+/**
+ * Headers for the upstream leg of a WebSocket: every end-to-end header of the client's handshake
+ * (Origin, cookies, authorization, custom ones) under the same forwarding rules as plain requests.
+ * The handshake's own Sec-WebSocket-* headers are left to the ws client, which negotiates its leg.
+ */
+export function webSocketUpstreamHeaders(rawHeaders: readonly string[], origin: RequestOrigin): Record<string, string> {
+  const list = upstreamRequestHeaders(rawHeaders, origin);
+  const out: Record<string, string> = {};
+  for (let i = 0; i < list.length; i += 2) {
+    const name = list[i]!.toLowerCase();
+    if (name.startsWith('sec-websocket-')) continue;
+    const value = list[i + 1]!;
+    const prior = out[name];
+    out[name] = prior === undefined ? value : `${prior}${name === 'cookie' ? '; ' : ', '}${value}`;
   }
   return out;
 }

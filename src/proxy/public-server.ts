@@ -12,7 +12,7 @@ import { normalizePath, stripPathPrefix } from '../routing/path.ts';
 import type { RouteTable } from '../routing/table.ts';
 import type { AttemptDispatcher } from './dispatcher.ts';
 import { Forwarder, type ProxyContext, shouldBufferBody } from './forwarder.ts';
-import { addForwardingHeaders, chooseRequestId, withoutHopByHop } from './headers.ts';
+import { chooseRequestId, webSocketUpstreamHeaders, withoutHopByHop } from './headers.ts';
 import { hostLineCount, isValidHost } from './host.ts';
 import { TrustedProxies } from './trusted-proxies.ts';
 
@@ -229,12 +229,9 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
       rewriteHeaders: (headers: Record<string, unknown>) => withoutHopByHop(headers),
     },
     wsClientOptions: {
-      rewriteRequestHeaders: (headers: Record<string, unknown>, request: FastifyRequest) => {
-        const out: Record<string, unknown> = { ...headers };
-        if (request.headers.cookie) out.cookie = request.headers.cookie;
-        if (request.headers.authorization) out.authorization = request.headers.authorization;
-        addForwardingHeaders(out, { clientIp: request.ip, protocol: request.protocol, originalHost: request.headers.host, requestId: String(request.id) });
-        return out;
+      rewriteRequestHeaders: (_headers: Record<string, unknown>, request: FastifyRequest) => {
+        const peerIp = request.socket.remoteAddress ?? '';
+        return webSocketUpstreamHeaders(request.raw.rawHeaders, { peerIp, trustedPeer: trusted.trusts(peerIp), protocol: request.protocol, originalHost: request.headers.host, requestId: String(request.id) });
       },
     },
   } as never);

@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, request as httpRequest, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { connect } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import { type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
 import { deadPort, startUpstream, type TestUpstream } from '../support/upstream.ts';
@@ -333,6 +334,43 @@ describe('WebSocket', () => {
     t.after(() => Promise.all(sockets.map(closeSocket)));
     const answers = await Promise.all(sockets.map((socket, i) => exchange(socket, [`s${i}-a`, `s${i}-b`])));
     assert.deepEqual(answers.map((list) => list.map((a) => a.data.toString())), [['s0-a', 's0-b'], ['s1-a', 's1-b'], ['s2-a', 's2-b']]);
+  });
+
+  test('a raw handshake forwards every end-to-end header, Origin included, under the forwarding rules', async () => {
+    const before = wsSeen.length;
+    const { hostname, port } = new URL(gw.url);
+    const socket = connect(Number(port), hostname);
+    socket.on('error', () => undefined);
+    let reply = '';
+    socket.on('data', (chunk) => { reply += chunk.toString('latin1'); });
+    socket.write([
+      'GET /ws/raw HTTP/1.1',
+      'Host: public.example',
+      'Upgrade: websocket',
+      'Connection: Upgrade',
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+      'Sec-WebSocket-Version: 13',
+      'Origin: https://evil.example',
+      'Cookie: sid=1',
+      'X-Custom: kept',
+      'X-Forwarded-For: 203.0.113.9',
+      'X-Real-IP: 203.0.113.9',
+      '', '',
+    ].join('\r\n'));
+    try {
+      await waitFor('the switch to WebSocket', () => reply.startsWith('HTTP/1.1 101'));
+      const seen = wsSeen.at(-1)!;
+      assert.equal(wsSeen.length, before + 1);
+      assert.equal(seen.headers.origin, 'https://evil.example', 'the upstream can refuse cross-site WebSocket hijacking');
+      assert.equal(seen.headers.cookie, 'sid=1');
+      assert.equal(seen.headers['x-custom'], 'kept');
+      assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1', 'a spoofed X-Forwarded-For from an untrusted peer is replaced');
+      assert.equal(seen.headers['x-real-ip'], undefined);
+      assert.equal(seen.headers['x-forwarded-host'], 'public.example');
+      assert.notEqual(seen.headers['sec-websocket-key'], 'dGhlIHNhbXBsZSBub25jZQ==', 'the upstream leg has its own handshake');
+    } finally {
+      socket.destroy();
+    }
   });
 
   test('an upgrade with no matching route is refused with 404', async () => {
