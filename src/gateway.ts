@@ -5,6 +5,7 @@ import type { GatewayConfig, RouteConfig } from './config/types.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { GatewayMetrics } from './observability/metrics.ts';
 import { AttemptDispatcher } from './proxy/dispatcher.ts';
+import { type UpstreamTls, upstreamTls, VERIFY_WITH_SYSTEM_ROOTS } from './proxy/upstream-tls.ts';
 import { buildPublicServer } from './proxy/public-server.ts';
 import { ConsulClient } from './registry/consul/client.ts';
 import { ConsulRegistry } from './registry/consul/registry.ts';
@@ -48,17 +49,40 @@ export class Gateway {
   private phase: Phase = 'created';
   private readonly shutdownHooks: Array<() => Promise<void>> = [];
   private readonly sleep: (ms: number) => Promise<void>;
+  /** TLS profiles for https:// instances, read once at start. */
+  private readonly staticTls = new Map<string, UpstreamTls>();
+  private readonly consulTls: UpstreamTls;
 
   constructor(readonly config: GatewayConfig, options: GatewayOptions = {}) {
     this.logger = options.logger ?? createLogger();
     this.metrics = options.metrics ?? new GatewayMetrics();
     this.sleep = options.sleep ?? sleep;
     this.dispatcher = new AttemptDispatcher(config.defaults.connectTimeoutMs);
+    for (const [name, service] of Object.entries(config.registry.static.services)) {
+      if (service.tls) this.staticTls.set(name, this.loadUpstreamTls(service.tls, `service ${name}`));
+    }
+    const consulInstances = config.registry.consul?.instanceTls;
+    this.consulTls = consulInstances ? this.loadUpstreamTls(consulInstances, 'consul instances') : VERIFY_WITH_SYSTEM_ROOTS;
     const discovery = options.registries ?? (config.registry.consul ? [this.createConsul()] : []);
     this.registries = [new StaticRegistry(config.registry.static.services, this.logger, this.metrics), ...discovery];
   }
 
   private consulClient: ConsulClient | undefined;
+
+  private loadUpstreamTls(config: NonNullable<GatewayConfig['registry']['consul']>['instanceTls'], what: string): UpstreamTls {
+    if (config?.insecureSkipVerify) this.logger.warn({ for: what }, 'tls: insecureSkipVerify is set: certificates of these instances are NOT verified');
+    try {
+      return upstreamTls(config);
+    } catch (error) {
+      throw new Error(`${what}: ${(error as Error).message}`);
+    }
+  }
+
+  /** How a pool's https:// instances are verified. */
+  tlsFor(pool: ServicePool): UpstreamTls {
+    if (pool.registry === 'static') return this.staticTls.get(pool.name) ?? VERIFY_WITH_SYSTEM_ROOTS;
+    return this.consulTls;
+  }
 
   private createConsul(): ConsulRegistry {
     const consul = this.config.registry.consul!;
@@ -226,7 +250,7 @@ export class Gateway {
         }
       }
     }
-    this.publicServer = await buildPublicServer({ table: () => this.table, metrics: this.metrics, logger: this.logger, dispatcher: this.dispatcher, server: this.config.server });
+    this.publicServer = await buildPublicServer({ table: () => this.table, metrics: this.metrics, logger: this.logger, dispatcher: this.dispatcher, server: this.config.server, tlsFor: (pool) => this.tlsFor(pool) });
     await this.publicServer.listen({ host: this.config.server.host, port: this.config.server.port });
     this.phase = 'serving';
     await this.registerWithConsul();

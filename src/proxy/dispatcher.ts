@@ -1,29 +1,33 @@
 import { Agent, type Dispatcher } from 'undici';
+import { type UpstreamTls, VERIFY_WITH_SYSTEM_ROOTS } from './upstream-tls.ts';
 
 /** Response headers larger than this are refused with UPSTREAM_INVALID_RESPONSE. */
 export const MAX_RESPONSE_HEADER_BYTES = 64 * 1024;
 
 /**
- * The undici dispatchers attempts go through: one Agent per distinct connect timeout, so each
- * route's connectTimeout is honoured while connections stay pooled per origin.
+ * The undici dispatchers attempts go through: one Agent per distinct connect timeout and TLS
+ * profile, so each route's connectTimeout and each service's CA are honoured while connections
+ * stay pooled per origin.
  */
 export class AttemptDispatcher {
-  private readonly agents = new Map<number, Agent>();
+  private readonly agents = new Map<string, Agent>();
 
-  constructor(private readonly defaultConnectTimeoutMs: number, private readonly tls: { rejectUnauthorized: boolean } = { rejectUnauthorized: true }) {}
+  constructor(private readonly defaultConnectTimeoutMs: number) {}
 
-  /** The Agent for one connect timeout (also used by the WebSocket path, with the default). */
-  agentFor(connectTimeoutMs: number = this.defaultConnectTimeoutMs): Agent {
-    let agent = this.agents.get(connectTimeoutMs);
+  /** The Agent for one connect timeout and TLS profile (the WebSocket path uses the defaults). */
+  agentFor(connectTimeoutMs: number = this.defaultConnectTimeoutMs, tls: UpstreamTls = VERIFY_WITH_SYSTEM_ROOTS): Agent {
+    const key = `${connectTimeoutMs}|${tls.key}`;
+    let agent = this.agents.get(key);
     if (!agent) {
-      agent = new Agent({ connect: { timeout: connectTimeoutMs, ...this.tls }, pipelining: 1, connections: 256, maxHeaderSize: MAX_RESPONSE_HEADER_BYTES });
-      this.agents.set(connectTimeoutMs, agent);
+      const connect = { timeout: connectTimeoutMs, rejectUnauthorized: tls.rejectUnauthorized, ...(tls.ca ? { ca: tls.ca } : {}), ...(tls.servername ? { servername: tls.servername } : {}) };
+      agent = new Agent({ connect, pipelining: 1, connections: 256, maxHeaderSize: MAX_RESPONSE_HEADER_BYTES });
+      this.agents.set(key, agent);
     }
     return agent;
   }
 
-  dispatch(connectTimeoutMs: number, options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
-    this.agentFor(connectTimeoutMs).dispatch(options, handler);
+  dispatch(connectTimeoutMs: number, tls: UpstreamTls, options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
+    this.agentFor(connectTimeoutMs, tls).dispatch(options, handler);
   }
 
   /** For @fastify/http-proxy's WebSocket path, which only needs a dispatcher object. */

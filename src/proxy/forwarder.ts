@@ -5,7 +5,9 @@ import { GatewayError, errorBody } from '../errors.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
 import type { Instance } from '../registry/types.ts';
 import { failureStatusPredicate } from '../resilience/retry-policy.ts';
+import type { ServicePool } from '../routing/service-pool.ts';
 import type { RouteEntry } from '../routing/table.ts';
+import type { UpstreamTls } from './upstream-tls.ts';
 import type { Attempt } from './attempt.ts';
 import type { AttemptDispatcher } from './dispatcher.ts';
 import { type ClientSide, Exchange, type ExchangeEnv, type UpstreamSide } from './exchange.ts';
@@ -29,6 +31,8 @@ export interface ForwarderDeps {
   readonly dispatcher: AttemptDispatcher;
   /** server.maxBodySize: a streamed body that grows past it is cut off. */
   readonly maxBodySize: number;
+  /** How a pool's https:// instances are verified. */
+  readonly tlsFor: (pool: ServicePool) => UpstreamTls;
   readonly random?: () => number;
 }
 
@@ -42,7 +46,7 @@ const clearTimer = (handle: unknown): void => clearTimeout(handle as NodeJS.Time
  */
 export class Forwarder {
   private readonly random: () => number;
-  private readonly envByRoute = new WeakMap<RouteEntry, ExchangeEnv>();
+  private readonly envByRoute = new WeakMap<RouteEntry, ExchangeEnv & { readonly tls: UpstreamTls }>();
 
   constructor(private readonly deps: ForwarderDeps) {
     this.random = deps.random ?? Math.random;
@@ -50,14 +54,15 @@ export class Forwarder {
 
   forward(req: IncomingMessage, res: ServerResponse, ctx: ProxyContext, facts: RequestOrigin, body: RequestBody): void {
     if (res.destroyed) return; // the client left while its body was being read
-    const io = new NodeExchangeIO(req, res, ctx, facts, body, this.deps.dispatcher, this.deps.maxBodySize);
-    const exchange = new Exchange(ctx.entry, { method: req.method!, hashKey: ctx.hashKey, replayable: body !== 'stream' }, io, io, this.envFor(ctx.entry));
+    const env = this.envFor(ctx.entry);
+    const io = new NodeExchangeIO(req, res, ctx, facts, body, this.deps.dispatcher, this.deps.maxBodySize, env.tls);
+    const exchange = new Exchange(ctx.entry, { method: req.method!, hashKey: ctx.hashKey, replayable: body !== 'stream' }, io, io, env);
     io.exchange = exchange;
     ctx.exchange = exchange;
     exchange.start();
   }
 
-  private envFor(entry: RouteEntry): ExchangeEnv {
+  private envFor(entry: RouteEntry): ExchangeEnv & { readonly tls: UpstreamTls } {
     let env = this.envByRoute.get(entry);
     if (!env) {
       const retries = this.deps.metrics.retries.labels(entry.route.name);
@@ -69,6 +74,7 @@ export class Forwarder {
         countRetry: () => retries.inc(),
         isFailureStatus: failureStatusPredicate(entry.route.circuitBreaker.failureStatuses),
         load: { inflight: 0 },
+        tls: this.deps.tlsFor(entry.pool),
       };
       this.envByRoute.set(entry, env);
     }
@@ -107,6 +113,7 @@ class NodeExchangeIO implements ClientSide, UpstreamSide {
     private readonly body: RequestBody,
     private readonly dispatcher: AttemptDispatcher,
     private readonly maxBodySize: number,
+    private readonly tls: UpstreamTls,
   ) {
     this.headers = upstreamRequestHeaders(req.rawHeaders, facts);
   }
@@ -126,7 +133,7 @@ class NodeExchangeIO implements ClientSide, UpstreamSide {
       headersTimeout: route.timeoutMs,
       bodyTimeout: route.timeoutMs,
     };
-    this.dispatcher.dispatch(route.connectTimeoutMs, options, attempt as unknown as Dispatcher.DispatchHandler);
+    this.dispatcher.dispatch(route.connectTimeoutMs, this.tls, options, attempt as unknown as Dispatcher.DispatchHandler);
   }
 
   /** undici destroys a body stream on error; a stream of our own in between keeps it off the client's socket. */

@@ -9,7 +9,9 @@ import type { Logger } from '../observability/logger.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
 import { hostWithoutPort } from '../routing/match.ts';
 import { normalizePath, stripPathPrefix } from '../routing/path.ts';
+import type { ServicePool } from '../routing/service-pool.ts';
 import type { RouteTable } from '../routing/table.ts';
+import type { UpstreamTls } from './upstream-tls.ts';
 import type { AttemptDispatcher } from './dispatcher.ts';
 import { Forwarder, type ProxyContext, shouldBufferBody } from './forwarder.ts';
 import { chooseRequestId, webSocketUpstreamHeaders, withoutHopByHop } from './headers.ts';
@@ -37,6 +39,7 @@ export interface PublicServerDeps {
   readonly logger: Logger;
   readonly dispatcher: AttemptDispatcher;
   readonly server: ServerConfig;
+  readonly tlsFor: (pool: ServicePool) => UpstreamTls;
 }
 
 /** Writes a gateway-made error in the one JSON shape clients can rely on. */
@@ -139,7 +142,7 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
   for (const method of METHODS) {
     if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: true });
   }
-  const forwarder = new Forwarder({ metrics: deps.metrics, dispatcher: deps.dispatcher, maxBodySize: deps.server.maxBodySize });
+  const forwarder = new Forwarder({ metrics: deps.metrics, dispatcher: deps.dispatcher, maxBodySize: deps.server.maxBodySize, tlsFor: deps.tlsFor });
   const trusted = new TrustedProxies(deps.server.trustedProxies);
   const maxBodySize = deps.server.maxBodySize;
   app.server.maxConnections = deps.server.maxConnections; // past it Node closes new connections at once

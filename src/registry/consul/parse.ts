@@ -12,9 +12,15 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function origin(address: string, port: number): string {
+function origin(scheme: 'http' | 'https', address: string, port: number): string {
   const host = address.includes(':') && !address.startsWith('[') ? `[${address}]` : address;
-  return `http://${host}:${port}`;
+  return `${scheme}://${host}:${port}`;
+}
+
+/** An instance is dialled over TLS when it says so: Service.Meta `waygate-scheme: https` or tag `waygate.scheme=https`. */
+function schemeOf(meta: unknown, tags: readonly string[]): 'http' | 'https' {
+  if (isObject(meta) && meta['waygate-scheme'] === 'https') return 'https';
+  return tags.includes('waygate.scheme=https') ? 'https' : 'http';
 }
 
 /**
@@ -38,7 +44,7 @@ export function parseHealthService(body: unknown, service: string): Instance[] {
     const weights = isObject(svc.Weights) ? svc.Weights : undefined;
     const passing = typeof weights?.Passing === 'number' && weights.Passing >= 1 ? Math.floor(weights.Passing) : 1;
     const tags = Array.isArray(svc.Tags) ? svc.Tags.filter((tag): tag is string => typeof tag === 'string') : [];
-    instances.push({ id: `${String(node.Node)}/${String(svc.ID ?? svc.Service)}`, url: origin(address, port), weight: passing, tags });
+    instances.push({ id: `${String(node.Node)}/${String(svc.ID ?? svc.Service)}`, url: origin(schemeOf(svc.Meta, tags), address, port), weight: passing, tags });
   }
   instances.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return instances;
