@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { RequestCounter, RequestDurationHistogram } from './request-metrics.ts';
+import { LabeledCounter, RequestCounter, RequestDurationHistogram } from './request-metrics.ts';
 
 /** Every Prometheus series waygate exports; labels are route/service/registry names, never raw URLs. */
 export class GatewayMetrics {
@@ -9,31 +9,26 @@ export class GatewayMetrics {
   readonly requests = new RequestCounter();
   readonly requestDuration = new RequestDurationHistogram();
 
-  readonly upstreamAttempts = new Counter({
-    name: 'waygate_upstream_attempts_total',
-    help: 'Attempts to reach an upstream instance, by service and outcome (success|failure|timeout|rejected|aborted)',
-    labelNames: ['service', 'outcome'] as const,
-    registers: [this.registry],
-  });
+  readonly upstreamAttempts = new LabeledCounter(
+    'waygate_upstream_attempts_total',
+    'Attempts to reach an upstream instance, by service and outcome (success|failure|timeout|rejected|aborted)',
+    ['service', 'outcome'],
+  );
 
-  readonly retries = new Counter({
-    name: 'waygate_retries_total',
-    help: 'Requests moved to another instance after a failed attempt, by route',
-    labelNames: ['route'] as const,
-    registers: [this.registry],
-  });
+  readonly retries = new LabeledCounter('waygate_retries_total', 'Requests moved to another instance after a failed attempt, by route', ['route']);
 
+  /** Per pool: a service and the tag set its routes ask for ("" for none), so two pools never share a series. */
   readonly instances = new Gauge({
     name: 'waygate_instances',
-    help: 'Known instances per service and state (healthy|unhealthy)',
-    labelNames: ['service', 'state'] as const,
+    help: 'Known instances per pool (service and required tags) and state (healthy|unhealthy)',
+    labelNames: ['service', 'tags', 'state'] as const,
     registers: [this.registry],
   });
 
   readonly circuitBreakerOpen = new Gauge({
     name: 'waygate_circuit_breaker_open',
-    help: '1 while the circuit breaker of an instance is open, else 0',
-    labelNames: ['service', 'instance'] as const,
+    help: '1 while the circuit breaker of an instance (in a pool: service and required tags) is open, else 0',
+    labelNames: ['service', 'tags', 'instance'] as const,
     registers: [this.registry],
   });
 
@@ -68,6 +63,8 @@ export class GatewayMetrics {
   constructor(options: { processMetrics?: boolean } = {}) {
     this.registry.registerMetric(this.requests as never);
     this.registry.registerMetric(this.requestDuration as never);
+    this.registry.registerMetric(this.upstreamAttempts as never);
+    this.registry.registerMetric(this.retries as never);
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'waygate_' }); // waygate_process_*, waygate_nodejs_*
   }
 

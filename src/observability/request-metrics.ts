@@ -82,3 +82,41 @@ export class RequestDurationHistogram implements CustomMetric {
     this.perRoute.clear();
   }
 }
+
+/** One series of a LabeledCounter, bound to its label values once so the hot path only adds. */
+export interface CounterSeries {
+  inc(): void;
+}
+
+/**
+ * A counter with fixed label names whose series are plain numbers: `series(...)` is looked up once
+ * (per pool or route) and `inc()` costs an addition, where prom-client would hash labels each time.
+ */
+export class LabeledCounter implements CustomMetric {
+  readonly type = 'counter';
+  private readonly all = new Map<string, { labels: Record<string, string>; value: number }>();
+
+  constructor(readonly name: string, readonly help: string, private readonly labelNames: readonly string[]) {}
+
+  series(...values: string[]): CounterSeries {
+    const key = values.join('\u0000');
+    let entry = this.all.get(key);
+    if (!entry) {
+      const labels: Record<string, string> = {};
+      this.labelNames.forEach((name, i) => { labels[name] = values[i] ?? ''; });
+      entry = { labels, value: 0 };
+      this.all.set(key, entry);
+    }
+    const target = entry;
+    return { inc: () => { target.value += 1; } };
+  }
+
+  async get() {
+    const values = [...this.all.values()].map(({ labels, value }) => ({ labels: { ...labels }, value }));
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: 'sum' as const };
+  }
+
+  reset(): void {
+    this.all.clear();
+  }
+}

@@ -65,7 +65,7 @@ export class Forwarder {
   private envFor(entry: RouteEntry): ExchangeEnv & { readonly tls: UpstreamTls } {
     let env = this.envByRoute.get(entry);
     if (!env) {
-      const retries = this.deps.metrics.retries.labels(entry.route.name);
+      const retries = this.deps.metrics.retries.series(entry.route.name);
       env = {
         now: Date.now,
         random: this.random,

@@ -4,6 +4,7 @@ import type { GatewayMetrics } from '../observability/metrics.ts';
 import type { Instance, ServiceSnapshot } from '../registry/types.ts';
 import type { AttemptOutcome } from '../proxy/attempt.ts';
 import { type BreakerClock, type BreakerState, InstanceBreaker } from '../resilience/breakers.ts';
+import type { CounterSeries } from '../observability/request-metrics.ts';
 import { OutlierDetector } from '../resilience/outlier.ts';
 
 /** Live, per-instance state that outlives registry snapshots (in-flight count, breaker). */
@@ -47,7 +48,9 @@ export class ServicePool {
   private everyone: Selection = NO_INSTANCE;
   private unhealthyInstances: readonly Instance[] = [];
   private readonly outlier: OutlierDetector;
-  private readonly attemptCounters = new Map<string, { inc(): void }>();
+  private readonly attemptCounters = new Map<string, CounterSeries>();
+  /** The pool's identity in gauge labels: its required tags, sorted, comma-joined ("" for none). */
+  private readonly tagsLabel: string;
   lastSyncAt: number | undefined;
   lastError: string | undefined;
 
@@ -55,6 +58,7 @@ export class ServicePool {
     this.name = options.name;
     this.registry = options.registry;
     this.outlier = new OutlierDetector(options.outlierDetection);
+    this.tagsLabel = [...options.tags].sort().join(',');
   }
 
   /** Replaces the instance set with a registry snapshot, keeping runtime state of instances that stay. */
@@ -78,7 +82,7 @@ export class ServicePool {
       if (next.get(id) !== runtime) {
         runtime.breaker.shutdown();
         this.outlier.forget(id);
-        this.options.metrics.circuitBreakerOpen.remove({ service: this.name, instance: id });
+        this.options.metrics.circuitBreakerOpen.remove({ service: this.name, tags: this.tagsLabel, instance: id });
       }
     }
     this.runtimes = next;
@@ -87,14 +91,14 @@ export class ServicePool {
     this.unhealthyInstances = tags.length > 0
       ? snapshot.unhealthy.filter((instance) => tags.every((tag) => instance.tags.includes(tag)))
       : snapshot.unhealthy;
-    this.options.metrics.instances.set({ service: this.name, state: 'healthy' }, healthy.length);
-    this.options.metrics.instances.set({ service: this.name, state: 'unhealthy' }, this.unhealthyInstances.length);
+    this.options.metrics.instances.set({ service: this.name, tags: this.tagsLabel, state: 'healthy' }, healthy.length);
+    this.options.metrics.instances.set({ service: this.name, tags: this.tagsLabel, state: 'unhealthy' }, this.unhealthyInstances.length);
   }
 
   private createBreaker(instance: Instance): InstanceBreaker {
     const { metrics, logger } = this.options;
     return new InstanceBreaker(this.options.circuitBreaker, this.options.clock, (state: BreakerState) => {
-      metrics.circuitBreakerOpen.set({ service: this.name, instance: instance.id }, state === 'open' ? 1 : 0);
+      metrics.circuitBreakerOpen.set({ service: this.name, tags: this.tagsLabel, instance: instance.id }, state === 'open' ? 1 : 0);
       logger.warn({ service: this.name, instance: instance.id, url: instance.url, breaker: state }, `circuit breaker ${state}`);
     });
   }
@@ -158,7 +162,7 @@ export class ServicePool {
   countAttempt(outcome: AttemptOutcome): void {
     let counter = this.attemptCounters.get(outcome);
     if (!counter) {
-      counter = this.options.metrics.upstreamAttempts.labels(this.name, outcome);
+      counter = this.options.metrics.upstreamAttempts.series(this.name, outcome);
       this.attemptCounters.set(outcome, counter);
     }
     counter.inc();
@@ -200,8 +204,14 @@ export class ServicePool {
     return { instances };
   }
 
+  /** Retires the pool: its gauge series go with it, so a scrape never shows a pool that is gone. */
   close(): void {
-    for (const runtime of this.runtimes.values()) runtime.breaker.shutdown();
+    const { metrics } = this.options;
+    for (const [id, runtime] of this.runtimes) {
+      runtime.breaker.shutdown();
+      metrics.circuitBreakerOpen.remove({ service: this.name, tags: this.tagsLabel, instance: id });
+    }
+    for (const state of ['healthy', 'unhealthy']) metrics.instances.remove({ service: this.name, tags: this.tagsLabel, state });
     this.runtimes.clear();
     this.healthyRuntimes = [];
     this.everyone = NO_INSTANCE;

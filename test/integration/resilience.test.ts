@@ -295,7 +295,7 @@ describe('retries', () => {
       const response = await get(`${gw.url}/x`, { method: 'POST', body: 'x'.repeat(4096) });
       assert.equal(response.status, 502);
       assert.equal((JSON.parse(response.body) as { error: { code: string } }).error.code, 'UPSTREAM_UNAVAILABLE');
-      assert.equal(await metricValue(gw.adminUrl, 'waygate_retries_total', { route: 'r' }), undefined);
+      assert.equal((await metricValue(gw.adminUrl, 'waygate_retries_total', { route: 'r' })) ?? 0, 0);
     } finally {
       await gw.stop();
     }

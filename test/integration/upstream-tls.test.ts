@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { captureLogs } from '../support/logs.ts';
 import { ConsulDouble } from '../support/consul-double.ts';
-import { rawRequest, startGateway } from '../support/gateway.ts';
+import { rawRequest, startGateway, waitFor } from '../support/gateway.ts';
 
 /** A throwaway CA and a server certificate for `api.internal` signed by it, made with openssl. */
 function makeCertificates(dir: string): { ca: string; key: string; cert: string; otherCa: string } {
@@ -116,10 +116,11 @@ describe('https:// instances', () => {
 });
 
 describe('Consul instances marked https', () => {
-  for (const [how, mark] of [
+  const marks: Array<[string, { meta?: Record<string, string>; tags?: string[] }]> = [
     ['Service.Meta waygate-scheme: https', { meta: { 'waygate-scheme': 'https' } }],
     ['the tag waygate.scheme=https', { tags: ['waygate.scheme=https'] }],
-  ] as const) {
+  ];
+  for (const [how, mark] of marks) {
     test(`are dialled over TLS when marked with ${how}`, async () => {
       const double = new ConsulDouble({ maxJitterFraction: 0 });
       await double.start();
@@ -134,6 +135,7 @@ routes:
   - { name: api, match: { pathPrefix: /api }, service: api, retries: 0 }
 `);
       try {
+        await waitFor('the Consul instance to be routed', async () => (await fetch(`${gw.adminUrl}/health/ready`)).status === 200);
         const answer = await rawRequest(gw.url, { path: '/api/c' });
         assert.equal(answer.status, 200, answer.body);
         assert.equal(JSON.parse(answer.body).tls, true);
