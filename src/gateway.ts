@@ -5,6 +5,7 @@ import type { GatewayConfig, RouteConfig } from './config/types.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { GatewayMetrics } from './observability/metrics.ts';
 import { AttemptDispatcher } from './proxy/dispatcher.ts';
+import { loadCertificate } from './proxy/tls-termination.ts';
 import { type UpstreamTls, upstreamTls, VERIFY_WITH_SYSTEM_ROOTS } from './proxy/upstream-tls.ts';
 import { buildPublicServer } from './proxy/public-server.ts';
 import { ConsulClient } from './registry/consul/client.ts';
@@ -52,12 +53,15 @@ export class Gateway {
   /** TLS profiles for https:// instances, read once at start. */
   private readonly staticTls = new Map<string, UpstreamTls>();
   private readonly consulTls: UpstreamTls;
+  private readonly certificate: { cert: Buffer; key: Buffer } | undefined;
 
   constructor(readonly config: GatewayConfig, options: GatewayOptions = {}) {
     this.logger = options.logger ?? createLogger();
     this.metrics = options.metrics ?? new GatewayMetrics();
     this.sleep = options.sleep ?? sleep;
     this.dispatcher = new AttemptDispatcher(config.defaults.connectTimeoutMs);
+    // Read (and pair-checked) before anything listens, so bad files fail the start cleanly.
+    this.certificate = config.server.tls ? loadCertificate(config.server.tls) : undefined;
     for (const [name, service] of Object.entries(config.registry.static.services)) {
       if (service.tls) this.staticTls.set(name, this.loadUpstreamTls(service.tls, `service ${name}`));
     }
@@ -230,6 +234,17 @@ export class Gateway {
 
   /** Starts registries, then both listeners. Resolves once the gateway is serving. */
   async start(): Promise<void> {
+    try {
+      await this.startParts();
+    } catch (error) {
+      // Whatever did start (admin listener, registry watches) must not outlive a failed start.
+      await this.stopParts().catch(() => undefined);
+      this.phase = 'stopped';
+      throw error;
+    }
+  }
+
+  private async startParts(): Promise<void> {
     this.phase = 'starting';
     for (const registry of this.registries) registry.onChange((service) => this.onRegistryChange(registry, service));
     this.setRoutes(this.config.routes);
@@ -250,7 +265,7 @@ export class Gateway {
         }
       }
     }
-    this.publicServer = await buildPublicServer({ table: () => this.table, metrics: this.metrics, logger: this.logger, dispatcher: this.dispatcher, server: this.config.server, tlsFor: (pool) => this.tlsFor(pool) });
+    this.publicServer = await buildPublicServer({ table: () => this.table, metrics: this.metrics, logger: this.logger, dispatcher: this.dispatcher, server: this.config.server, certificate: this.certificate, tlsFor: (pool) => this.tlsFor(pool) });
     await this.publicServer.listen({ host: this.config.server.host, port: this.config.server.port });
     this.phase = 'serving';
     await this.registerWithConsul();
@@ -280,8 +295,18 @@ export class Gateway {
     });
   }
 
+  /** Stops everything but the public listener (stop() drains that first). */
+  private async stopParts(): Promise<void> {
+    await Promise.allSettled(this.registries.map((registry) => registry.stop()));
+    for (const pool of this.pools.values()) pool.close();
+    this.clock.stop();
+    await this.dispatcher.close().catch(() => undefined);
+    await this.adminServer?.close();
+    await this.consulClient?.close().catch(() => undefined);
+  }
+
   get publicAddress(): string {
-    return addressOf(this.publicServer);
+    return addressOf(this.publicServer, this.config.server.tls ? 'https' : 'http');
   }
 
   get adminAddress(): string {
@@ -307,26 +332,22 @@ export class Gateway {
       clearTimeout(timer);
       if (result === 'timeout') {
         this.logger.warn({ timeoutMs }, 'shutdown: timeout reached; closing remaining connections');
-        this.publicServer.server.closeAllConnections();
+        if (this.publicServer.waygateTls) this.publicServer.waygateTls.destroyAll();
+        else this.publicServer.server.closeAllConnections();
         await closing;
       }
     }
-    await Promise.allSettled(this.registries.map((registry) => registry.stop()));
-    for (const pool of this.pools.values()) pool.close();
-    this.clock.stop();
-    await this.dispatcher.close().catch(() => undefined);
-    await this.adminServer?.close();
-    await this.consulClient?.close().catch(() => undefined);
+    await this.stopParts();
     this.phase = 'stopped';
     this.logger.info('shutdown: complete');
   }
 }
 
-function addressOf(server: FastifyInstance | undefined): string {
+function addressOf(server: FastifyInstance | undefined, scheme: 'http' | 'https' = 'http'): string {
   const address = server?.server.address() as AddressInfo | null | undefined;
   if (!address) return '';
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `http://${host}:${address.port}`;
+  return `${scheme}://${host}:${address.port}`;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -170,7 +170,8 @@ class NodeExchangeIO implements ClientSide, UpstreamSide {
 
   fail(error: GatewayError): void {
     if (this.stream) this.req.unpipe(this.stream);
-    writeGatewayError(this.res, error, this.facts.requestId, !this.req.complete);
+    // HTTP/2 has no Connection header: an unread body is the stream's business, not the connection's.
+    writeGatewayError(this.res, error, this.facts.requestId, !this.req.complete && this.req.httpVersionMajor !== 2);
   }
 }
 

@@ -66,6 +66,7 @@ export function upstreamRequestHeaders(rawHeaders: readonly string[], origin: Re
   let sawHost = false;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toLowerCase();
+    if (name.charCodeAt(0) === 58 /* : */) continue; // HTTP/2 pseudo-headers; upstreams speak HTTP/1.1
     if (name === 'connection') {
       named = mergeNames(named, rawHeaders[i + 1]!);
       continue;

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { type IncomingMessage, METHODS, type ServerResponse } from 'node:http';
 import httpProxy from '@fastify/http-proxy';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Http2SecureServer } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { HashKeySource, ServerConfig } from '../config/types.ts';
 import { GatewayError, errorBody } from '../errors.ts';
@@ -16,12 +17,17 @@ import type { AttemptDispatcher } from './dispatcher.ts';
 import { Forwarder, type ProxyContext, shouldBufferBody } from './forwarder.ts';
 import { chooseRequestId, webSocketUpstreamHeaders, withoutHopByHop } from './headers.ts';
 import { hostLineCount, isValidHost } from './host.ts';
+import { TlsListener } from './tls-termination.ts';
 import { TrustedProxies } from './trusted-proxies.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
     waygate: ProxyContext | null;
     startedAt: bigint;
+  }
+  interface FastifyInstance {
+    /** Set when the public port serves HTTPS. */
+    waygateTls: TlsListener | null;
   }
 }
 
@@ -39,6 +45,8 @@ export interface PublicServerDeps {
   readonly logger: Logger;
   readonly dispatcher: AttemptDispatcher;
   readonly server: ServerConfig;
+  /** server.tls, already read and checked. */
+  readonly certificate?: { cert: Buffer; key: Buffer } | undefined;
   readonly tlsFor: (pool: ServicePool) => UpstreamTls;
 }
 
@@ -115,13 +123,18 @@ function answerClientError(error: Error & { code?: string }, socket: Socket): vo
 
 /** The client-facing listener: path normalization, route matching, then the Exchange (WebSocket upgrades go to @fastify/http-proxy). */
 export async function buildPublicServer(deps: PublicServerDeps): Promise<FastifyInstance> {
+  const certificate = deps.certificate;
+  // With TLS: HTTP/2 and HTTP/1.1 on one port, chosen by ALPN.
+  const transport = certificate ? { http2: true, https: { allowHTTP1: true, ...certificate } } : {};
   const app = Fastify({
+    ...(transport as object),
     loggerInstance: deps.logger.child({ component: 'proxy' }, { level: 'error' }) as FastifyBaseLogger,
     // One shared logger instead of a child per request: request-level lines are not logged anyway.
     childLoggerFactory: (logger) => logger,
     genReqId: (req) => chooseRequestId(req.headers['x-request-id'], randomUUID),
     return503OnClosing: false, // keep answering requests that arrive on open connections while draining
-    forceCloseConnections: 'idle',
+    // HTTP/2 sessions are closed by TlsListener (GOAWAY, then destroy at the shutdown timeout).
+    forceCloseConnections: certificate ? false : 'idle',
     keepAliveTimeout: deps.server.keepAliveTimeoutMs,
     requestTimeout: deps.server.requestTimeoutMs,
     http: {
@@ -142,6 +155,13 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
   for (const method of METHODS) {
     if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: true });
   }
+  const tls = certificate ? new TlsListener(app.server as unknown as Http2SecureServer, deps.server.tls!, deps.logger) : undefined;
+  if (tls) {
+    tls.watch();
+    app.addHook('preClose', (done) => { tls.goAway(); done(); });
+    app.addHook('onClose', (_instance, done) => { tls.stop(); done(); });
+  }
+  app.decorate('waygateTls', tls ?? null);
   const forwarder = new Forwarder({ metrics: deps.metrics, dispatcher: deps.dispatcher, maxBodySize: deps.server.maxBodySize, tlsFor: deps.tlsFor });
   const trusted = new TrustedProxies(deps.server.trustedProxies);
   const maxBodySize = deps.server.maxBodySize;
@@ -169,13 +189,15 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     // One 'close' listener instead of an onResponse hook: Fastify hooks cost more per request.
     (reply.raw as ServerResponse & { [kRequest]?: FastifyRequest })[kRequest] = request;
     reply.raw.once('close', onResponseClose);
-    const host = request.headers.host;
-    if (hostLineCount(request.raw.rawHeaders) !== 1 || host === undefined || !isValidHost(host)) {
+    // HTTP/2 carries the authority in a pseudo-header; HTTP/1.1 must carry exactly one Host line.
+    const http2 = request.raw.httpVersionMajor === 2;
+    const host = http2 ? headerText(request.headers[':authority']) ?? request.headers.host : request.headers.host;
+    if ((!http2 && hostLineCount(request.raw.rawHeaders) !== 1) || host === undefined || !isValidHost(host)) {
       return sendGatewayError(reply, new GatewayError('BAD_REQUEST', { detail: 'the request needs exactly one valid Host header' }));
     }
     const length = request.headers['content-length'];
     if (length !== undefined && Number(length) > maxBodySize) {
-      reply.header('connection', 'close'); // the body stays unread
+      if (!http2) reply.header('connection', 'close'); // the body stays unread
       return sendGatewayError(reply, new GatewayError('PAYLOAD_TOO_LARGE', { detail: `Content-Length ${length} is over ${maxBodySize} bytes` }));
     }
     const rawUrl = request.raw.url ?? '/';

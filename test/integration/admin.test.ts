@@ -208,3 +208,31 @@ describe('admin and public listeners are separate', () => {
     assert.equal(a.received.length + b.received.length, before);
   });
 });
+
+test('a start that fails (public port taken) leaves no admin listener behind', async () => {
+  const { createServer } = await import('node:net');
+  const listenOn = (port: number) => new Promise<import('node:net').Server>((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve(server));
+  });
+  const taken = await listenOn(0);
+  const probe = await listenOn(0);
+  const adminPort = (probe.address() as import('node:net').AddressInfo).port;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  const publicPort = (taken.address() as import('node:net').AddressInfo).port;
+  const yaml = `server: { host: 127.0.0.1, port: ${publicPort} }
+admin: { host: 127.0.0.1, port: ${adminPort} }
+shutdown: { drainDelay: 0s, timeout: 1s }
+registry: { static: { services: { s: { instances: ["http://127.0.0.1:1"] } } } }
+routes: [{ name: s, match: { pathPrefix: / }, service: s }]
+`;
+  try {
+    const gateway = new Gateway(configFromYaml(yaml), { logger: createLogger('silent'), metrics: new GatewayMetrics({ processMetrics: false }) });
+    await assert.rejects(gateway.start(), /EADDRINUSE/);
+    const again = await listenOn(adminPort); // would fail with EADDRINUSE if the admin listener had survived
+    await new Promise<void>((resolve) => again.close(() => resolve()));
+  } finally {
+    await new Promise<void>((resolve) => taken.close(() => resolve()));
+  }
+});
