@@ -242,6 +242,59 @@ describe('limits', { timeout: 30_000 }, () => {
   });
 });
 
+describe('upstream faults', { timeout: 30_000 }, () => {
+  test('a slow-drip response is cut by the idle-body timeout: the client sees no clean end', async () => {
+    const timers: NodeJS.Timeout[] = [];
+    const upstream = await startUpstream('drip', {
+      handler: (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '1000' });
+        res.write('a');
+        // After the first byte, nothing more: the gateway's 300 ms body timeout must cut it.
+        timers.push(setTimeout(() => res.end('b'.repeat(999)), 60_000));
+      },
+    });
+    const gw = await startGateway(serviceYaml([upstream.url], '    timeout: 300ms'));
+    try {
+      const result = await new Promise<{ status: number; body: string; complete: boolean }>((resolve, reject) => {
+        const { port } = new URL(gw.url);
+        const req = httpRequest({ host: '127.0.0.1', port, path: '/x/drip', agent: false }, (res) => {
+          let body = '';
+          res.on('data', (chunk) => { body += chunk; });
+          res.on('error', () => undefined);
+          res.on('close', () => resolve({ status: res.statusCode ?? 0, body, complete: res.complete }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(result.status, 200);
+      assert.equal(result.body, 'a');
+      assert.equal(result.complete, false);
+      assert.equal(await waitFor('the timeout to be counted', async () => {
+        const text = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+        return /waygate_upstream_attempts_total\{service="svc",outcome="timeout"\} 1/.test(text);
+      }), true);
+    } finally {
+      for (const timer of timers) clearTimeout(timer);
+      await gw.stop();
+      await upstream.close();
+    }
+  });
+
+  test('request headers over 16 KiB get 431 HEADERS_TOO_LARGE as JSON', async () => {
+    const upstream = await startUpstream('u');
+    const gw = await startGateway(serviceYaml([upstream.url]));
+    try {
+      const text = await rawRoundTrip(gw.url, `GET /x/a HTTP/1.1\r\nHost: a.example\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+      assert.match(text, /^HTTP\/1\.1 431 /, text.slice(0, 200));
+      assert.match(text, /"code":"HEADERS_TOO_LARGE"/);
+      assert.equal(upstream.received.length, 0);
+    } finally {
+      await gw.stop();
+      await upstream.close();
+    }
+  });
+});
+
 describe('admin token', () => {
   let upstream: TestUpstream;
   let gw: RunningGateway;
