@@ -53,6 +53,13 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  readonly registryRejectedEntries = new Counter({
+    name: 'waygate_registry_rejected_entries_total',
+    help: 'Registry entries skipped because they were malformed (bad port, missing Node or Service, wrong types)',
+    labelNames: ['registry'] as const,
+    registers: [this.registry],
+  });
+
   readonly registryLastSync = new Gauge({
     name: 'waygate_registry_last_sync_timestamp_seconds',
     help: 'Unix time of the last successful read from a registry',

@@ -174,17 +174,38 @@ describe('registry outage', () => {
         assert.equal((await fetch(`${gw.adminUrl}/health/ready`)).status, 200);
         const routes = (await (await fetch(`${gw.adminUrl}/admin/routes`)).json()) as { services: { web: { lastError: string | null; lastSyncAt: string } } };
         assert.ok(routes.services.web.lastError, 'staleness is visible');
-        assert.equal(lines().filter((line) => line.msg === 'consul: unavailable; serving the last known instances').length, 1, 'logged once, not per retry');
+        assert.equal(lines().filter((line) => line.msg === 'consul: cannot read service "web"; serving its last known instances').length, 1, 'logged once, not per retry');
         await double.setFault(null);
         double.register({ id: 'web-2', name: 'web', address: '127.0.0.1', port: upstreams[1]!.port });
         await until(async () => (await instanceIds(gw, 'web')).length === 2, 'caught up after the outage', 600);
-        assert.equal(lines().filter((line) => line.msg === 'consul: reachable again; catching up').length, 1);
+        assert.equal(lines().filter((line) => line.msg === 'consul: service "web" readable again').length, 1);
       } finally {
         await gw.stop();
         await double.stop();
       }
     });
   }
+
+  test('a malformed entry (Port 0, which Consul accepts) is skipped, logged once and counted; the rest of the service serves', async () => {
+    const double = new ConsulDouble({ maxJitterFraction: 0 });
+    await double.start();
+    double.register({ id: 'web-bad', name: 'web', address: '127.0.0.1', port: 0 });
+    double.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[0]!.port });
+    const { logger, lines } = captureLogs();
+    const gw = await startGateway(consulYaml(double, webRoute), { logger });
+    try {
+      await until(async () => (await fetch(`${gw.adminUrl}/health/ready`)).status === 200, 'ready despite the bad entry');
+      assert.deepEqual([...(await whoAnswers(gw, '/web', 3))], ['u1']);
+      assert.ok(((await metricValue(gw.adminUrl, 'waygate_registry_rejected_entries_total', { registry: 'consul' })) ?? 0) >= 1);
+      double.register({ id: 'web-2', name: 'web', address: '127.0.0.1', port: upstreams[1]!.port });
+      await until(async () => (await instanceIds(gw, 'web')).length === 2, 'later changes still followed');
+      const skipped = lines().filter((line) => String(line.msg).startsWith('consul: skipped 1 malformed entry of service "web"'));
+      assert.equal(skipped.length, 1, 'logged once per change of the rejected set, not per read');
+    } finally {
+      await gw.stop();
+      await double.stop();
+    }
+  });
 
   test('before the first successful sync, ready is 503', async () => {
     const double = new ConsulDouble({ maxJitterFraction: 0 });

@@ -53,7 +53,8 @@ describe('blocking-query index rules (CONTRACT facts 2–7)', () => {
 
 describe('parsing Consul payloads (the documented fixtures)', () => {
   test('health/service fixture: Node/Service.ID identity, Service.Address, Weights.Passing, tags', () => {
-    const instances = parseHealthService(fixture('health-service.json'), 'redis');
+    const { instances, rejected } = parseHealthService(fixture('health-service.json'), 'redis');
+    assert.deepEqual(rejected, []);
     assert.deepEqual(instances, [{ id: 'foobar/redis', url: 'http://10.1.10.12:8000', weight: 10, tags: ['primary'] }]);
   });
 
@@ -62,16 +63,36 @@ describe('parsing Consul payloads (the documented fixtures)', () => {
       { Node: { Node: 'n1', Address: '10.0.0.5' }, Service: { ID: 'a', Service: 'x', Address: '', Port: 80, Tags: [] }, Checks: [] },
       { Node: { Node: 'n2', Address: '10.0.0.6' }, Service: { ID: 'b', Service: 'x', Address: 'fd00::1', Port: 81, Tags: null }, Checks: [] },
     ];
-    assert.deepEqual(parseHealthService(body, 'x'), [
+    assert.deepEqual(parseHealthService(body, 'x').instances, [
       { id: 'n1/a', url: 'http://10.0.0.5:80', weight: 1, tags: [] },
       { id: 'n2/b', url: 'http://[fd00::1]:81', weight: 1, tags: [] },
     ]);
   });
 
-  test('garbage is rejected with a clear error, never half-applied', () => {
+  test('a body that is not a list is rejected with a clear error', () => {
     assert.throws(() => parseHealthService({ not: 'a list' }, 'x'), ConsulShapeError);
-    assert.throws(() => parseHealthService([{ Node: {}, Service: { ID: 'a', Port: 'eighty' } }], 'x'), /no usable address\/port/);
     assert.throws(() => parseCatalogServices([]), ConsulShapeError);
+  });
+
+  test('malformed entries are skipped with their reason; the good ones are still used', () => {
+    const good = { Node: { Node: 'n1', Address: '10.0.0.5' }, Service: { ID: 'ok', Service: 'x', Port: 80 } };
+    const body = [
+      good,
+      { Node: { Node: 'n1', Address: '10.0.0.5' }, Service: { ID: 'zero', Service: 'x', Port: 0 } },
+      { Node: { Node: 'n1', Address: '10.0.0.5' }, Service: { ID: 'big', Service: 'x', Port: 70000 } },
+      { Node: { Node: 'n1', Address: '10.0.0.5' }, Service: { ID: 'text', Service: 'x', Port: 'eighty' } },
+      { Node: { Node: 'n1' }, Service: { ID: 'noaddr', Service: 'x', Port: 81 } },
+      { Service: { ID: 'nonode', Service: 'x', Port: 82 } },
+      { Node: { Node: 'n1', Address: '10.0.0.5' } },
+      { Node: { Node: 'n1', Address: '10.0.0.5' }, Service: { ID: 'tags', Service: 'x', Port: 83, Tags: 'v1' } },
+      'not an object',
+      good,
+    ];
+    const { instances, rejected } = parseHealthService(body, 'x');
+    assert.deepEqual(instances.map((i) => i.id), ['n1/ok']);
+    assert.equal(rejected.length, 9);
+    assert.match(rejected[0]!, /zero: Service\.Port 0 is not a port/);
+    assert.match(rejected.at(-1)!, /listed twice/);
   });
 
   test('catalog/services fixture parses to name -> tags', () => {

@@ -23,31 +23,56 @@ function schemeOf(meta: unknown, tags: readonly string[]): 'http' | 'https' {
   return tags.includes('waygate.scheme=https') ? 'https' : 'http';
 }
 
+/** What a health/service answer gave: usable instances, and why the other entries were skipped. */
+export interface ParsedService {
+  readonly instances: Instance[];
+  readonly rejected: string[];
+}
+
+/** Checks one entry; returns the instance or the reason it cannot be used. */
+function parseEntry(entry: unknown): Instance | string {
+  if (!isObject(entry)) return 'entry is not an object';
+  const svc = entry.Service;
+  const node = entry.Node;
+  if (!isObject(svc)) return 'entry has no Service';
+  if (!isObject(node)) return 'entry has no Node';
+  const label = typeof svc.ID === 'string' ? svc.ID : '(no ID)';
+  if (typeof node.Node !== 'string' || node.Node === '') return `${label}: Node.Node is not a name`;
+  const id = typeof svc.ID === 'string' && svc.ID !== '' ? svc.ID : typeof svc.Service === 'string' ? svc.Service : undefined;
+  if (id === undefined) return `${label}: Service has neither ID nor Service name`;
+  const port = svc.Port;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port <= 0 || port > 65535) return `${label}: Service.Port ${JSON.stringify(port)} is not a port from 1 to 65535`;
+  const address = typeof svc.Address === 'string' && svc.Address !== '' ? svc.Address : node.Address;
+  if (typeof address !== 'string' || address === '' || /[\s/@]/.test(address)) return `${label}: no usable address (${JSON.stringify(address)})`;
+  if (svc.Tags !== undefined && svc.Tags !== null && !Array.isArray(svc.Tags)) return `${label}: Service.Tags is not a list`;
+  if (svc.Weights !== undefined && svc.Weights !== null && !isObject(svc.Weights)) return `${label}: Service.Weights is not an object`;
+  const weights = isObject(svc.Weights) ? svc.Weights : undefined;
+  const passing = typeof weights?.Passing === 'number' && weights.Passing >= 1 ? Math.floor(weights.Passing) : 1;
+  const tags = Array.isArray(svc.Tags) ? svc.Tags.filter((tag): tag is string => typeof tag === 'string') : [];
+  return { id: `${node.Node}/${id}`, url: origin(schemeOf(svc.Meta, tags), address, port), weight: passing, tags };
+}
+
 /**
  * Turns a /v1/health/service/:name answer into instances (CONTRACT facts 10–12): id is Node/Service.ID,
- * address is Service.Address or Node.Address when empty, weight is Weights.Passing.
+ * address is Service.Address or Node.Address when empty, weight is Weights.Passing. A malformed entry
+ * (Consul accepts Port 0, for one) is skipped with its reason; only a body that is not a list throws.
  */
-export function parseHealthService(body: unknown, service: string): Instance[] {
+export function parseHealthService(body: unknown, service: string): ParsedService {
   if (!Array.isArray(body)) throw new ConsulShapeError(`health/service/${service}: expected an array`);
   const instances: Instance[] = [];
+  const rejected: string[] = [];
+  const seen = new Set<string>();
   for (const entry of body) {
-    if (!isObject(entry) || !isObject(entry.Service) || !isObject(entry.Node)) {
-      throw new ConsulShapeError(`health/service/${service}: entry without Node/Service`);
+    const parsed = parseEntry(entry);
+    if (typeof parsed === 'string') rejected.push(parsed);
+    else if (seen.has(parsed.id)) rejected.push(`${parsed.id}: listed twice`);
+    else {
+      seen.add(parsed.id);
+      instances.push(parsed);
     }
-    const svc = entry.Service;
-    const node = entry.Node;
-    const port = svc.Port;
-    const address = typeof svc.Address === 'string' && svc.Address !== '' ? svc.Address : node.Address;
-    if (typeof address !== 'string' || address === '' || typeof port !== 'number' || !Number.isInteger(port) || port <= 0 || port > 65535) {
-      throw new ConsulShapeError(`health/service/${service}: entry ${String(svc.ID)} has no usable address/port`);
-    }
-    const weights = isObject(svc.Weights) ? svc.Weights : undefined;
-    const passing = typeof weights?.Passing === 'number' && weights.Passing >= 1 ? Math.floor(weights.Passing) : 1;
-    const tags = Array.isArray(svc.Tags) ? svc.Tags.filter((tag): tag is string => typeof tag === 'string') : [];
-    instances.push({ id: `${String(node.Node)}/${String(svc.ID ?? svc.Service)}`, url: origin(schemeOf(svc.Meta, tags), address, port), weight: passing, tags });
   }
   instances.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  return instances;
+  return { instances, rejected };
 }
 
 /** Parses /v1/catalog/services: `{ name: [tags] }`. */

@@ -20,6 +20,10 @@ interface ServiceState {
   lastSyncAt: number | undefined;
   lastError: string | undefined;
   denied: boolean;
+  /** The failure kind this service's reads are in, so each service logs its own state changes only. */
+  outage: string | undefined;
+  /** Reasons of the entries skipped in the last answer, to log only when they change. */
+  rejected: string;
 }
 
 export type WatchMode = 'per-service' | 'change-feed';
@@ -95,7 +99,7 @@ export class ConsulRegistry implements Registry {
     for (const name of next) {
       if (!this.tracked.has(name)) {
         this.tracked.add(name);
-        this.states.set(name, { synced: false, lastSyncAt: undefined, lastError: undefined, denied: false });
+        this.states.set(name, { synced: false, lastSyncAt: undefined, lastError: undefined, denied: false, outage: undefined, rejected: '' });
       }
     }
     if (this.started) this.reconcileWatches();
@@ -123,8 +127,9 @@ export class ConsulRegistry implements Registry {
     return { name: this.name, synced, lastSyncAt: this.lastSyncAt, lastError: this.lastError };
   }
 
-  serviceStatus(service: string): ServiceState | undefined {
-    return this.states.get(service);
+  serviceStatus(service: string): { lastSyncAt: number | undefined; lastError: string | undefined } | undefined {
+    const state = this.states.get(service);
+    return state && { lastSyncAt: state.lastSyncAt, lastError: state.lastError };
   }
 
   snapshot(service: string): ServiceSnapshot | undefined {
@@ -286,7 +291,14 @@ export class ConsulRegistry implements Registry {
 
   private publish(service: string, body: unknown): void {
     if (!this.tracked.has(service)) return;
-    const instances = parseHealthService(body, service);
+    const { instances, rejected } = parseHealthService(body, service);
+    if (rejected.length > 0) this.metrics.registryRejectedEntries.inc({ registry: this.name }, rejected.length);
+    const state = this.states.get(service);
+    const reasons = rejected.join('\n');
+    if (state && state.rejected !== reasons) {
+      state.rejected = reasons;
+      if (rejected.length > 0) this.logger.warn({ service, skipped: rejected }, `consul: skipped ${rejected.length} malformed entr${rejected.length === 1 ? 'y' : 'ies'} of service "${service}"; serving the others`);
+    }
     const previous = this.snapshots.get(service);
     if (previous && sameInstances(previous.instances, instances)) return;
     this.snapshots.set(service, { name: service, instances, unhealthy: [] });
@@ -298,13 +310,19 @@ export class ConsulRegistry implements Registry {
     this.lastSyncAt = now;
     this.lastError = undefined;
     this.metrics.registrySynced(this.name, now);
-    if (this.outage !== undefined) {
-      this.logger.warn({ registry: this.name, after: this.outage }, 'consul: reachable again; catching up');
-      this.outage = undefined;
+    if (service === undefined) {
+      if (this.outage !== undefined) {
+        this.logger.warn({ registry: this.name, after: this.outage }, 'consul: reachable again; catching up');
+        this.outage = undefined;
+      }
+      return;
     }
-    if (service === undefined) return;
     const state = this.states.get(service);
     if (!state) return;
+    if (state.outage !== undefined) {
+      this.logger.warn({ registry: this.name, service, after: state.outage }, `consul: service "${service}" readable again`);
+      state.outage = undefined;
+    }
     if (state.denied) this.logger.warn({ service }, `consul: access to service "${service}" allowed again`);
     state.synced = true;
     state.denied = false;
@@ -324,6 +342,13 @@ export class ConsulRegistry implements Registry {
       } else if (!state && this.outage !== 'permission-denied') {
         this.outage = 'permission-denied';
         this.logger.error({ err: error.message }, 'consul: permission denied; check the ACL token (retrying slowly)');
+      }
+      return;
+    }
+    if (state) {
+      if (state.outage !== error.kind) {
+        state.outage = error.kind;
+        this.logger.error({ registry: this.name, service, kind: error.kind, err: error.message }, `consul: cannot read service "${service}"; serving its last known instances`);
       }
       return;
     }
