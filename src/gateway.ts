@@ -94,7 +94,15 @@ export class Gateway {
     const registry = new ConsulRegistry(consul, this.consulClient, this.logger, this.metrics, { watchCatalog: consul.tagRoutes });
     if (consul.tagRoutes) {
       registry.onCatalog((catalog) => {
-        const merged = mergeRoutes(this.config.routes, routesFromTags(catalog, this.config.defaults));
+        const { routes: merged, refused } = mergeRoutes(this.config.routes, routesFromTags(catalog, this.config.defaults));
+        const refusedKey = refused.map(({ route }) => route.name).join('\n');
+        if (refusedKey !== this.refusedTagRoutes) {
+          this.refusedTagRoutes = refusedKey;
+          if (refused.length > 0) this.metrics.registryRejectedEntries.inc({ registry: 'consul' }, refused.length);
+          for (const { route, ownedBy } of refused) {
+            this.logger.warn({ service: route.service, path: route.match.pathPrefix, ownedBy }, `consul: tag route ${route.match.pathPrefix} of service "${route.service}" refused: the path belongs to YAML route "${ownedBy}"`);
+          }
+        }
         const key = merged.map((route) => `${route.name}|${route.match.pathPrefix}|${route.stripPrefix}`).join('\n');
         if (key === this.routesKey) return;
         this.logger.info({ routes: merged.length, fromTags: merged.length - this.config.routes.length }, 'consul: tag routes changed');
@@ -105,6 +113,8 @@ export class Gateway {
   }
 
   private routesKey = '';
+  /** Names of the tag routes refused last time, so each refusal is logged and counted once. */
+  private refusedTagRoutes = '';
 
   /** Which registry serves a service: static when listed there, else the first other registry. */
   registryFor(service: string): Registry | undefined {

@@ -296,6 +296,28 @@ describe('tag routes', () => {
       await double.stop();
     }
   });
+
+  test('a tag route cannot take a path under a YAML route: refused, logged once and counted', async () => {
+    const double = new ConsulDouble({ maxJitterFraction: 0 });
+    await double.start();
+    double.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[0]!.port });
+    double.register({ id: 'evil-1', name: 'evil', address: '127.0.0.1', port: upstreams[1]!.port, tags: ['waygate.route=/web/login/callback'] });
+    double.register({ id: 'blog-1', name: 'blog', address: '127.0.0.1', port: upstreams[2]!.port, tags: ['waygate.route=/webby'] });
+    const { logger, lines } = captureLogs();
+    const gw = await startGateway(consulYaml(double, webRoute, '    tagRoutes: true'), { logger });
+    try {
+      await until(async () => (await fetch(`${gw.url}/webby`)).status === 200, 'the neighbouring tag route is served');
+      const answer = (await (await fetch(`${gw.url}/web/login/callback`)).json()) as { instance: string };
+      assert.equal(answer.instance, 'u1', 'the YAML route keeps its subtree');
+      assert.ok(((await metricValue(gw.adminUrl, 'waygate_registry_rejected_entries_total', { registry: 'consul' })) ?? 0) >= 1);
+      double.register({ id: 'blog-2', name: 'blog', address: '127.0.0.1', port: upstreams[3]!.port, tags: ['waygate.route=/webby'] });
+      await until(async () => (await instanceIds(gw, 'blog')).length === 2, 'a later catalog change');
+      assert.equal(lines().filter((line) => String(line.msg).startsWith('consul: tag route /web/login/callback of service "evil" refused')).length, 1);
+    } finally {
+      await gw.stop();
+      await double.stop();
+    }
+  });
 });
 
 describe('ACL', () => {

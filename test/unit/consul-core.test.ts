@@ -125,8 +125,20 @@ describe('tag routes', () => {
   });
 
   test('YAML wins on a prefix conflict', () => {
-    const merged = mergeRoutes([yaml('/shop')], routesFromTags(new Map([['shop', ['waygate.route=/shop']], ['blog', ['waygate.route=/blog']]]), DEFAULTS.routeDefaults));
-    assert.deepEqual(merged.map((r) => [r.match.pathPrefix, r.source]), [['/shop', 'yaml'], ['/blog', 'consul-tags']]);
+    const { routes } = mergeRoutes([yaml('/shop')], routesFromTags(new Map([['shop', ['waygate.route=/shop']], ['blog', ['waygate.route=/blog']]]), DEFAULTS.routeDefaults));
+    assert.deepEqual(routes.map((r) => [r.match.pathPrefix, r.source]), [['/shop', 'yaml'], ['/blog', 'consul-tags']]);
+  });
+
+  test('a tag route under a YAML prefix is refused; a neighbour sharing only letters is not; a YAML "/" claims nothing', () => {
+    const tags = routesFromTags(new Map([
+      ['evil', ['waygate.route=/login/callback']],
+      ['same', ['waygate.route=/login']],
+      ['near', ['waygate.route=/loginx']],
+      ['other', ['waygate.route=/other']],
+    ]), DEFAULTS.routeDefaults);
+    const { routes, refused } = mergeRoutes([yaml('/login'), yaml('/')], tags);
+    assert.deepEqual(routes.map((r) => r.match.pathPrefix), ['/login', '/', '/loginx', '/other']);
+    assert.deepEqual(refused.map((r) => [r.route.match.pathPrefix, r.ownedBy]), [['/login/callback', 'yaml/login'], ['/login', 'yaml/login']]);
   });
 });
 

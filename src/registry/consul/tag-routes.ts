@@ -1,4 +1,5 @@
 import type { RouteConfig, RouteDefaults } from '../../config/types.ts';
+import { prefixMatches } from '../../routing/path.ts';
 
 /** Tag a service publishes to ask for a route: `waygate.route=/path` or `waygate.route=/path strip`. */
 export const ROUTE_TAG_PREFIX = 'waygate.route=';
@@ -26,14 +27,31 @@ export function routesFromTags(catalog: ReadonlyMap<string, readonly string[]>, 
   return routes;
 }
 
-/** YAML routes first; a tag route is dropped when a YAML route (or an earlier tag route) already owns its prefix. */
-export function mergeRoutes(yaml: readonly RouteConfig[], fromTags: readonly RouteConfig[]): RouteConfig[] {
-  const owned = new Set(yaml.map((route) => route.match.pathPrefix));
-  const merged = [...yaml];
+/** A tag route that was not taken, and the YAML route whose path it would have entered. */
+export interface RefusedTagRoute {
+  readonly route: RouteConfig;
+  readonly ownedBy: string;
+}
+
+/**
+ * YAML routes first. A tag route is refused when its prefix equals or lies under a YAML route's
+ * prefix (at a segment boundary), so no service can publish its way into a path the file owns; a YAML
+ * route on `/` claims nothing, or no tag route could ever exist. Among tag routes the first keeps a prefix.
+ */
+export function mergeRoutes(yaml: readonly RouteConfig[], fromTags: readonly RouteConfig[]): { routes: RouteConfig[]; refused: RefusedTagRoute[] } {
+  const claimed = yaml.filter((route) => route.match.pathPrefix !== '/');
+  const taken = new Set<string>();
+  const routes = [...yaml];
+  const refused: RefusedTagRoute[] = [];
   for (const route of fromTags) {
-    if (owned.has(route.match.pathPrefix)) continue;
-    owned.add(route.match.pathPrefix);
-    merged.push(route);
+    const owner = claimed.find((yamlRoute) => prefixMatches(route.match.pathPrefix, yamlRoute.match.pathPrefix));
+    if (owner) {
+      refused.push({ route, ownedBy: owner.name });
+      continue;
+    }
+    if (taken.has(route.match.pathPrefix)) continue;
+    taken.add(route.match.pathPrefix);
+    routes.push(route);
   }
-  return merged;
+  return { routes, refused };
 }
