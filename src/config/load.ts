@@ -104,6 +104,8 @@ export const DEFAULTS = deepFreeze({
     maxWaitMs: 600_000,
     tagRoutes: false,
     insecureSkipVerify: false,
+    // Any server answers, so reads keep working through leader elections (fabio PR #811; CONTRACT fact 26).
+    consistency: 'stale' as const,
   },
   /** `id` defaults to `${name}-${os.hostname()}`; address/port come from `server` (see resolveRegister). */
   consulRegister: { name: 'waygate', tags: [] as readonly string[], checkIntervalMs: 10_000, wildcardAddress: '127.0.0.1' },
@@ -437,6 +439,11 @@ const asStringList = (v: unknown): string[] | undefined =>
   Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string' && x !== '') : undefined;
 
 /** Drops undefined-valued keys so optional fields are absent rather than present-but-undefined. */
+/** Assigns an own property, even for names like "__proto__" that a plain `obj[name] =` would turn into a prototype change. */
+function setOwn<V>(target: Record<string, V>, name: string, value: V): void {
+  Object.defineProperty(target, name, { value, enumerable: true, writable: true, configurable: true });
+}
+
 /** `{ key: value }` when the value is set, else nothing, so resolved objects carry no undefined keys. */
 function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
@@ -580,11 +587,11 @@ class Resolver {
         firstIndex.set(origin, i);
         instances.push({ url: origin, weight: (objectForm ? asInt(item['weight'], 1) : undefined) ?? DEFAULTS.instanceWeight });
       });
-      out[name] = compact({
+      setOwn(out, name, compact({
         instances,
         healthCheck: isObject(svc['healthCheck']) ? this.healthCheck(svc['healthCheck']) : undefined,
         tls: this.upstreamTls(svc['tls']),
-      });
+      }));
     }
     return out;
   }
@@ -657,6 +664,7 @@ class Resolver {
       token,
       datacenter: asString(raw['datacenter']),
       waitMs: asDuration(raw['wait'], 1, DEFAULTS.consul.maxWaitMs) ?? DEFAULTS.consul.waitMs,
+      consistency: (['stale', 'default', 'consistent'] as const).find((mode) => mode === raw['consistency']) ?? DEFAULTS.consul.consistency,
       tls,
       instanceTls: this.upstreamTls(raw['instanceTls'], { ca: tls?.ca, insecureSkipVerify: tls?.insecureSkipVerify ?? false }),
       tagRoutes: asBool(raw['tagRoutes']) ?? DEFAULTS.consul.tagRoutes,
@@ -805,7 +813,7 @@ class Resolver {
         else if (Object.hasOwn(headers, name)) {
           this.report([...path, 'headers', key], `duplicate header "${name}" (header names are case-insensitive)`, 'key');
         }
-        if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') headers[name] = String(value);
+        if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') setOwn(headers, name, String(value));
       }
     }
     const methods = Array.isArray(raw['methods'])

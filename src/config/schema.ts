@@ -120,6 +120,7 @@ const consul = mapping({
   token: { type: 'string' },
   datacenter: text,
   wait: duration({ min: 1, max: MAX_CONSUL_WAIT_MS }),
+  consistency: { enum: ['stale', 'default', 'consistent'] },
   tls: mapping({ ca: text, cert: text, key: text, serverName: text, insecureSkipVerify: bool }),
   instanceTls: upstreamTls,
   tagRoutes: bool,

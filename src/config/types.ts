@@ -85,6 +85,8 @@ export interface ConsulConfig {
   readonly token?: string | undefined;
   readonly datacenter?: string | undefined;
   readonly waitMs: number;
+  /** Read consistency sent on every read; stale (the default) keeps working while there is no leader. */
+  readonly consistency: 'stale' | 'default' | 'consistent';
   readonly tls?: ConsulTlsConfig | undefined;
   /** How instances marked https are verified (defaults from `tls`: its ca and insecureSkipVerify). */
   readonly instanceTls?: UpstreamTlsConfig | undefined;

@@ -15,10 +15,12 @@ export function normalizePath(rawPath: string): string | undefined {
   if (/%2e/i.test(path)) path = path.replace(/%2e/gi, '.');
   const segments = path.split('/');
   const out: string[] = [];
+  // Resolve dot-segments first, with empty segments kept as segments (RFC 3986 §5.2.4: "/x//../a" is
+  // "/x/a"), and collapse duplicate slashes only afterwards, so collapsing can never change what ".." removes.
   for (let i = 1; i < segments.length; i++) {
     const segment = segments[i]!;
     const last = i === segments.length - 1;
-    if (segment === '.' ) {
+    if (segment === '.') {
       if (last) out.push('');
       continue;
     }
@@ -28,12 +30,12 @@ export function normalizePath(rawPath: string): string | undefined {
       if (last) out.push('');
       continue;
     }
-    if (segment === '' && !last) continue;
     // A segment like "..x" or "x.." is legal, but the proxy library refuses any "/.." or "../"; say so clearly.
     if (segment.startsWith('..') || segment.endsWith('..')) return undefined;
     out.push(segment);
   }
-  return '/' + out.join('/');
+  const kept = out.filter((segment, i) => segment !== '' || i === out.length - 1);
+  return '/' + kept.join('/');
 }
 
 /** True when `prefix` matches `path` at a segment boundary (`/a` matches `/a` and `/a/b`, never `/ab`). */

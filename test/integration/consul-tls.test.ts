@@ -28,7 +28,7 @@ after(async () => {
 });
 
 function config(tls: ConsulConfig['tls']): ConsulConfig {
-  return { address, waitMs: 1_000, tagRoutes: false, token: 'tok', tls };
+  return { address, waitMs: 1_000, consistency: 'default', tagRoutes: false, token: 'tok', tls };
 }
 
 test('with the CA and server name configured, the Consul client verifies and talks TLS', async () => {

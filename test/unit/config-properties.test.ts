@@ -568,11 +568,11 @@ describe('config loader keeps what it accepts', () => {
     );
   });
 
-  // Known failure, kept as a todo so the suite stays green. "__proto__" is a valid header token, so
+  // "__proto__" is a valid header token, so
   // the schema and the name check accept `headers: { __proto__: secret }`, but Resolver.match assigns
   // it into a plain {} (headers[name] = ...), which hits the prototype setter: the route loads with
   // headers {} and matches every request, i.e. the header gate silently disappears.
-  it('a header condition the loader accepts is kept (any token, __proto__ included)', { todo: 'src/config/load.ts Resolver.match drops a "__proto__" header condition: the route loads ungated' }, () => {
+  it('a header condition the loader accepts is kept (any token, __proto__ included)', () => {
     fc.assert(
       fc.property(tokenArb, fc.stringMatching(/^[a-z0-9]{1,8}$/), (name, value) => {
         const result = parse(withHeader(name, value));
@@ -584,11 +584,11 @@ describe('config loader keeps what it accepts', () => {
     );
   });
 
-  // Known failure, same cause in Resolver.services: a service named "__proto__" matches
+  // Same trap in Resolver.services: a service named "__proto__" matches
   // SERVICE_NAME_PATTERN, then `out[name] = ...` on a plain {} sets the map's prototype instead of an
   // entry. Unreferenced, the config loads with the service silently missing; referenced, the loader
   // reports 'unknown service "__proto__"' although it is right there in registry.static.services.
-  it('every static service the loader accepts is in the resolved registry', { todo: 'src/config/load.ts Resolver.services loses a service named "__proto__"' }, () => {
+  it('every static service the loader accepts is in the resolved registry', () => {
     fc.assert(
       fc.property(fc.uniqueArray(tokenArb.filter((n) => n !== 's'), { maxLength: 3 }), (names) => {
         const result = parse(withServices(names));

@@ -201,6 +201,7 @@ routes:
         },
         consul: {
           address: 'http://consul.internal:8500',
+          consistency: 'stale',
           token: 'secret',
           datacenter: 'dc2',
           waitMs: 120_000,
@@ -548,7 +549,7 @@ describe('parseConfig: consul env fallbacks', () => {
   const consul = (env: NodeJS.ProcessEnv, readFile?: (p: string) => string) => ok(CONSUL, env, readFile).registry.consul;
 
   it('uses the local agent when nothing is set', () => {
-    assert.deepStrictEqual(consul({}), { address: 'http://127.0.0.1:8500', waitMs: 300_000, tagRoutes: false });
+    assert.deepStrictEqual(consul({}), { address: 'http://127.0.0.1:8500', waitMs: 300_000, consistency: 'stale', tagRoutes: false });
   });
 
   it('ignores consul env when there is no consul block', () => {
@@ -722,6 +723,23 @@ routes:
     assert.deepStrictEqual(problems(`${base}    circuitBreaker: { failureStatuses: [5xx, 200] }\n`), [
       'gw.yaml:9:46 routes[0].circuitBreaker.failureStatuses[1]: must be "5xx" or a status code from 400 to 599',
     ]);
+  });
+});
+
+describe('consul.consistency', () => {
+  it('defaults to stale; default and consistent are accepted; anything else is an error', () => {
+    const doc = (extra: string) => `registry: { consul: { address: "http://127.0.0.1:8500"${extra} } }\nroutes: [{ name: r, match: { pathPrefix: / }, service: s }]\n`;
+    const stale = parseConfig(doc(''), { file: 't.yaml', env: {} });
+    assert.ok(stale.ok);
+    assert.equal(stale.config.registry.consul?.consistency, 'stale');
+    for (const mode of ['default', 'consistent'] as const) {
+      const result = parseConfig(doc(`, consistency: ${mode}`), { file: 't.yaml', env: {} });
+      assert.ok(result.ok);
+      assert.equal(result.config.registry.consul?.consistency, mode);
+    }
+    const bad = parseConfig(doc(', consistency: eventual'), { file: 't.yaml', env: {} });
+    assert.ok(!bad.ok);
+    assert.equal(bad.problems[0]?.path, 'registry.consul.consistency');
   });
 });
 

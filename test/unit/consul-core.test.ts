@@ -12,21 +12,21 @@ const fixture = (name: string): unknown => JSON.parse(readFileSync(new URL(`../f
 
 describe('blocking-query index rules (CONTRACT facts 2–7)', () => {
   test('the index grows with answers and never drops below 1 after the first call', () => {
-    assert.equal(nextIndex(0, 7), 7);
-    assert.equal(nextIndex(7, 9), 9);
-    assert.equal(nextIndex(0, 0), 1);
-    assert.equal(nextIndex(7, 7), 7);
+    assert.equal(nextIndex(0n, 7n), 7n);
+    assert.equal(nextIndex(7n, 9n), 9n);
+    assert.equal(nextIndex(0n, 0n), 1n);
+    assert.equal(nextIndex(7n, 7n), 7n);
   });
 
   test('an index that goes backwards resets to 0; a missing index also restarts', () => {
-    assert.equal(nextIndex(9, 3), 0);
-    assert.equal(nextIndex(9, undefined), 0);
+    assert.equal(nextIndex(9n, 3n), 0n);
+    assert.equal(nextIndex(9n, undefined), 0n);
   });
 
   test('a timeout with the same index is not news; a first answer always is', () => {
-    assert.equal(indexChanged(5, 5), false);
-    assert.equal(indexChanged(5, 6), true);
-    assert.equal(indexChanged(0, 5), true);
+    assert.equal(indexChanged(5n, 5n), false);
+    assert.equal(indexChanged(5n, 6n), true);
+    assert.equal(indexChanged(0n, 5n), true);
   });
 
   test('the client timeout exceeds wait + wait/16', () => {

@@ -42,6 +42,10 @@ describe('normalizePath', () => {
     ['/a/%2e./b', '/b'],
     ['/a/%2e/b', '/a/b'],
     ['/hello/%2e%2e/admin', '/admin'],
+    // an empty segment is a segment when ".." is resolved (RFC 3986 §5.2.4); slashes collapse afterwards
+    ['/x//../admin', '/x/admin'],
+    ['/a/b//..', '/a/b/'],
+    ['//..', '/'],
     // other escapes are left alone
     ['/a%20b/c', '/a%20b/c'],
     ['/a/a..b', '/a/a..b'],

@@ -4,18 +4,31 @@
  */
 
 /**
+ * Consul indexes are uint64 Raft indexes (CONTRACT fact 29): above 2^53 a Number rounds them, which
+ * either spins (rounded down) or misses changes (rounded up), so they are BigInts end to end.
+ */
+export type ConsulIndex = bigint;
+
+/** Parses an X-Consul-Index value exactly; undefined unless it is a plain decimal uint64. */
+export function parseIndex(header: string | undefined): ConsulIndex | undefined {
+  if (header === undefined || !/^\d{1,20}$/.test(header)) return undefined;
+  const value = BigInt(header);
+  return value <= 0xffffffffffffffffn ? value : undefined;
+}
+
+/**
  * The index to send next, given the one we sent and the X-Consul-Index received. Resets to 0 when the
  * index went backwards (snapshot restore, leader change) and never goes below 1 after the first call.
  */
-export function nextIndex(sent: number, received: number | undefined): number {
-  if (received === undefined || !Number.isFinite(received)) return 0;
-  if (received < sent) return 0;
-  return Math.max(1, received);
+export function nextIndex(sent: ConsulIndex, received: ConsulIndex | undefined): ConsulIndex {
+  if (received === undefined) return 0n;
+  if (received < sent) return 0n;
+  return received < 1n ? 1n : received;
 }
 
 /** True when the answer may carry new data (the index moved or reset), false for a plain timeout. */
-export function indexChanged(sent: number, received: number): boolean {
-  return sent === 0 || received !== sent;
+export function indexChanged(sent: ConsulIndex, received: ConsulIndex): boolean {
+  return sent === 0n || received !== sent;
 }
 
 /** Client-side timeout for a blocking call: wait plus the server's max jitter (wait/16) plus 1–5 s of slack. */

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Agent, type Dispatcher, request } from 'undici';
 import type { ConsulConfig } from '../../config/types.ts';
+import { type ConsulIndex, parseIndex } from './blocking.ts';
 
 /** Why a Consul call failed, in the words an operator needs. */
 export type ConsulFailureKind = 'unreachable' | 'timeout' | 'server-error' | 'permission-denied' | 'bad-answer' | 'client-error';
@@ -14,8 +15,12 @@ export class ConsulCallError extends Error {
 
 export interface ConsulAnswer {
   readonly status: number;
-  /** X-Consul-Index, when sent. */
-  readonly index: number | undefined;
+  /** X-Consul-Index, when sent, exactly (uint64). */
+  readonly index: ConsulIndex | undefined;
+  /** X-Consul-LastContact: ms since the answering server last heard from the leader (0 on the leader). */
+  readonly lastContactMs: number | undefined;
+  /** X-Consul-KnownLeader. */
+  readonly knownLeader: boolean | undefined;
   readonly body: unknown;
 }
 
@@ -58,7 +63,9 @@ export class ConsulClient {
       if (value === undefined) continue;
       url.searchParams.set(key, value === true ? '' : String(value));
     }
-    if (this.config.datacenter) url.searchParams.set('dc', this.config.datacenter);
+    if (this.config.datacenter && !url.searchParams.has('dc')) url.searchParams.set('dc', this.config.datacenter);
+    // Every read states its consistency (CONTRACT fact 26): stale keeps answering while there is no leader.
+    if (this.config.consistency !== 'default') url.searchParams.set(this.config.consistency, '');
     return this.call('GET', url, undefined, timeoutMs, signal);
   }
 
@@ -91,7 +98,11 @@ export class ConsulClient {
     }
     const status = response.statusCode;
     const rawIndex = response.headers['x-consul-index'];
-    const index = typeof rawIndex === 'string' && /^\d+$/.test(rawIndex) ? Number(rawIndex) : undefined;
+    const index = parseIndex(typeof rawIndex === 'string' ? rawIndex : undefined);
+    const rawContact = response.headers['x-consul-lastcontact'];
+    const lastContactMs = typeof rawContact === 'string' && /^\d+$/.test(rawContact) ? Number(rawContact) : undefined;
+    const rawLeader = response.headers['x-consul-knownleader'];
+    const knownLeader = rawLeader === 'true' ? true : rawLeader === 'false' ? false : undefined;
     if (status === 403) throw new ConsulCallError('permission-denied', `permission denied by Consul ACL for ${url.pathname}: ${text.trim().slice(0, 200)}`);
     if (status >= 500) throw new ConsulCallError('server-error', `Consul answered ${status} for ${url.pathname}: ${text.trim().slice(0, 200)}`);
     if (status >= 400) throw new ConsulCallError('client-error', `Consul answered ${status} for ${url.pathname}: ${text.trim().slice(0, 200)}`);
@@ -103,7 +114,7 @@ export class ConsulClient {
         throw new ConsulCallError('bad-answer', `Consul answered non-JSON for ${url.pathname}: ${JSON.stringify(text.slice(0, 80))}`);
       }
     }
-    return { status, index, body: parsed };
+    return { status, index, lastContactMs, knownLeader, body: parsed };
   }
 
   async close(): Promise<void> {

@@ -1,10 +1,10 @@
-import { Backoff, blockingTimeoutMs, formatWait, indexChanged, nextIndex, TokenBucket } from './blocking.ts';
+import { Backoff, blockingTimeoutMs, type ConsulIndex, formatWait, indexChanged, nextIndex, TokenBucket } from './blocking.ts';
 import { type ConsulAnswer, ConsulCallError, type ConsulFailureKind } from './client.ts';
 
 /** How a blocking loop reports to its owner. */
 export interface LoopHooks {
   /** New data (or the first answer, or a reset). Throwing here counts as a bad answer. */
-  readonly onData: (body: unknown, index: number) => void;
+  readonly onData: (body: unknown, index: ConsulIndex) => void;
   readonly onSuccess: () => void;
   readonly onError: (error: ConsulCallError) => void;
 }
@@ -12,7 +12,7 @@ export interface LoopHooks {
 export interface BlockingLoopOptions {
   readonly waitMs: number;
   /** Performs one GET with the given index/wait; must honour the signal. */
-  readonly call: (query: { index?: number; wait?: string }, timeoutMs: number, signal: AbortSignal) => Promise<ConsulAnswer>;
+  readonly call: (query: { index?: string; wait?: string }, timeoutMs: number, signal: AbortSignal) => Promise<ConsulAnswer>;
   readonly hooks: LoopHooks;
   /** Backoff after an ACL refusal: slow, so a missing permission does not turn into a flood. */
   readonly deniedBackoff?: Backoff;
@@ -59,7 +59,7 @@ export class BlockingLoop {
   private readonly deniedBackoff: Backoff;
   private readonly sleep: Sleeper;
   private running: Promise<void> | undefined;
-  index = 0;
+  index: ConsulIndex = 0n;
 
   constructor(private readonly options: BlockingLoopOptions) {
     const rate = options.rateLimit ?? { burst: 10, intervalMs: 50 };
@@ -84,14 +84,14 @@ export class BlockingLoop {
       const delay = this.bucket.take(Date.now());
       if (delay > 0 && !(await this.sleep(delay, signal, 'rate-limit'))) return;
       const sent = this.index;
-      const query = sent === 0 ? {} : { index: sent, wait: formatWait(this.options.waitMs) };
-      const timeoutMs = sent === 0 ? NON_BLOCKING_TIMEOUT_MS : blockingTimeoutMs(this.options.waitMs);
+      const query = sent === 0n ? {} : { index: sent.toString(), wait: formatWait(this.options.waitMs) };
+      const timeoutMs = sent === 0n ? NON_BLOCKING_TIMEOUT_MS : blockingTimeoutMs(this.options.waitMs);
       try {
         const answer = await this.options.call(query, timeoutMs, signal);
         if (signal.aborted) return;
         if (answer.index === undefined) throw new ConsulCallError('bad-answer', 'Consul answer has no X-Consul-Index; blocking is not supported here');
         const next = nextIndex(sent, answer.index);
-        if (indexChanged(sent, answer.index) || next === 0) this.options.hooks.onData(answer.body, answer.index);
+        if (indexChanged(sent, answer.index) || next === 0n) this.options.hooks.onData(answer.body, answer.index);
         this.index = next;
         this.errorBackoff.reset();
         this.deniedBackoff.reset();
@@ -101,7 +101,7 @@ export class BlockingLoop {
         const failure = error instanceof ConsulCallError ? error : new ConsulCallError('bad-answer', (error as Error).message, { cause: error });
         this.options.hooks.onError(failure);
         // Ask again from scratch after a failure: the next good answer is then always treated as news.
-        this.index = 0;
+        this.index = 0n;
         const backoff = failure.kind === 'permission-denied' ? this.deniedBackoff : this.errorBackoff;
         if (!(await this.sleep(backoff.next(), signal, failure.kind))) return;
       }

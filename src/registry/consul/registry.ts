@@ -181,7 +181,7 @@ export class ConsulRegistry implements Registry {
     loop.start();
   }
 
-  private readService(service: string, query: { index?: number; wait?: string }, timeoutMs: number, signal?: AbortSignal) {
+  private readService(service: string, query: { index?: string; wait?: string }, timeoutMs: number, signal?: AbortSignal) {
     return this.client.get(`/v1/health/service/${encodeURIComponent(service)}`, { passing: true, ...query }, timeoutMs, signal);
   }
 
