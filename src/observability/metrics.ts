@@ -60,6 +60,20 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  readonly registryLastContact = new Gauge({
+    name: 'waygate_registry_last_contact_seconds',
+    help: 'From the last registry answer: how long ago the answering Consul server heard from its leader (X-Consul-LastContact)',
+    labelNames: ['registry'] as const,
+    registers: [this.registry],
+  });
+
+  readonly registryKnownLeader = new Gauge({
+    name: 'waygate_registry_known_leader',
+    help: 'From the last registry answer: 1 when the answering Consul server knew a leader (X-Consul-KnownLeader), else 0',
+    labelNames: ['registry'] as const,
+    registers: [this.registry],
+  });
+
   readonly registryLastSync = new Gauge({
     name: 'waygate_registry_last_sync_timestamp_seconds',
     help: 'Unix time of the last successful read from a registry',

@@ -27,6 +27,16 @@ export interface RegistryStatus {
   readonly lastError: string | undefined;
 }
 
+/** How fresh one service's data is; the leader fields come from Consul's stale-read headers. */
+export interface ServiceFreshness {
+  readonly lastSyncAt: number | undefined;
+  readonly lastError: string | undefined;
+  /** ms since the answering server last heard from the leader (X-Consul-LastContact). */
+  readonly lastContactMs?: number | undefined;
+  /** Whether the answering server knew a leader (X-Consul-KnownLeader). */
+  readonly knownLeader?: boolean | undefined;
+}
+
 /** A source of instances. Implementations push snapshots; readers never wait on them. */
 export interface Registry {
   readonly name: string;
@@ -40,5 +50,5 @@ export interface Registry {
   /** Tells a discovering registry which services routes need (static registries ignore it). */
   track?(services: Iterable<string>): void;
   /** Freshness of one service, when the registry tracks it separately. */
-  serviceStatus?(service: string): { lastSyncAt: number | undefined; lastError: string | undefined } | undefined;
+  serviceStatus?(service: string): ServiceFreshness | undefined;
 }

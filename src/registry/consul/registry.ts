@@ -1,8 +1,8 @@
 import type { ConsulConfig } from '../../config/types.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { GatewayMetrics } from '../../observability/metrics.ts';
-import type { Registry, RegistryStatus, ServiceSnapshot } from '../types.ts';
-import { ConsulCallError, type ConsulClient, MAX_CONSUL_CONNECTIONS } from './client.ts';
+import type { Registry, RegistryStatus, ServiceFreshness, ServiceSnapshot } from '../types.ts';
+import { type ConsulAnswer, ConsulCallError, type ConsulClient, MAX_CONSUL_CONNECTIONS } from './client.ts';
 import { BlockingLoop, NON_BLOCKING_TIMEOUT_MS, type Sleeper, sleep } from './loop.ts';
 import { digestHealthState, parseCatalogServices, parseHealthService } from './parse.ts';
 
@@ -24,6 +24,9 @@ interface ServiceState {
   outage: string | undefined;
   /** Reasons of the entries skipped in the last answer, to log only when they change. */
   rejected: string;
+  /** From the last answer: X-Consul-LastContact (ms) and X-Consul-KnownLeader. */
+  lastContactMs: number | undefined;
+  knownLeader: boolean | undefined;
 }
 
 export type WatchMode = 'per-service' | 'change-feed';
@@ -99,7 +102,7 @@ export class ConsulRegistry implements Registry {
     for (const name of next) {
       if (!this.tracked.has(name)) {
         this.tracked.add(name);
-        this.states.set(name, { synced: false, lastSyncAt: undefined, lastError: undefined, denied: false, outage: undefined, rejected: '' });
+        this.states.set(name, { synced: false, lastSyncAt: undefined, lastError: undefined, denied: false, outage: undefined, rejected: '', lastContactMs: undefined, knownLeader: undefined });
       }
     }
     if (this.started) this.reconcileWatches();
@@ -127,9 +130,9 @@ export class ConsulRegistry implements Registry {
     return { name: this.name, synced, lastSyncAt: this.lastSyncAt, lastError: this.lastError };
   }
 
-  serviceStatus(service: string): { lastSyncAt: number | undefined; lastError: string | undefined } | undefined {
+  serviceStatus(service: string): ServiceFreshness | undefined {
     const state = this.states.get(service);
-    return state && { lastSyncAt: state.lastSyncAt, lastError: state.lastError };
+    return state && { lastSyncAt: state.lastSyncAt, lastError: state.lastError, lastContactMs: state.lastContactMs, knownLeader: state.knownLeader };
   }
 
   snapshot(service: string): ServiceSnapshot | undefined {
@@ -181,8 +184,21 @@ export class ConsulRegistry implements Registry {
     loop.start();
   }
 
-  private readService(service: string, query: { index?: string; wait?: string }, timeoutMs: number, signal?: AbortSignal) {
-    return this.client.get(`/v1/health/service/${encodeURIComponent(service)}`, { passing: true, ...query }, timeoutMs, signal);
+  private async readService(service: string, query: { index?: string; wait?: string }, timeoutMs: number, signal?: AbortSignal) {
+    const answer = await this.client.get(`/v1/health/service/${encodeURIComponent(service)}`, { passing: true, ...query }, timeoutMs, signal);
+    this.noteLeaderContact(service, answer);
+    return answer;
+  }
+
+  /** How fresh a (stale) read was: per service for /admin/routes, and the latest for the gauges. */
+  private noteLeaderContact(service: string | undefined, answer: ConsulAnswer): void {
+    const state = service === undefined ? undefined : this.states.get(service);
+    if (state) {
+      state.lastContactMs = answer.lastContactMs;
+      state.knownLeader = answer.knownLeader;
+    }
+    if (answer.lastContactMs !== undefined) this.metrics.registryLastContact.set({ registry: this.name }, answer.lastContactMs / 1000);
+    if (answer.knownLeader !== undefined) this.metrics.registryKnownLeader.set({ registry: this.name }, answer.knownLeader ? 1 : 0);
   }
 
   // ---- change-feed mode -------------------------------------------------------------------------
@@ -192,7 +208,11 @@ export class ConsulRegistry implements Registry {
       waitMs: this.config.waitMs,
       // The cluster-wide answer is large and changes often: coalesce bursts of changes (fact 21).
       rateLimit: FEED_RATE_LIMIT,
-      call: (query, timeoutMs, signal) => this.client.get('/v1/health/state/any', query, timeoutMs, signal),
+      call: async (query, timeoutMs, signal) => {
+        const answer = await this.client.get('/v1/health/state/any', query, timeoutMs, signal);
+        this.noteLeaderContact(undefined, answer);
+        return answer;
+      },
       sleep: this.sleep,
       hooks: {
         onData: (body) => this.onHealthState(body),
