@@ -135,7 +135,8 @@ export class Gateway {
   }
 
   private poolFor(route: RouteConfig): ServicePool | undefined {
-    const key = `${route.service}|${[...route.tags].sort().join(',')}`;
+    const meta = Object.entries(route.meta ?? {}).map(([name, value]) => `${name}=${value}`).sort().join(',');
+    const key = `${route.service}|${[...route.tags].sort().join(',')}|${meta}`;
     let pool = this.pools.get(key);
     if (pool) return pool;
     const registry = this.registryFor(route.service);
@@ -147,6 +148,7 @@ export class Gateway {
       name: route.service,
       registry: registry.name,
       tags: route.tags,
+      meta: route.meta,
       circuitBreaker: route.circuitBreaker,
       outlierDetection: route.outlierDetection,
       clock: this.clock,
@@ -234,6 +236,7 @@ export class Gateway {
         match: route.match,
         service: route.service,
         tags: route.tags,
+        meta: route.meta ?? {},
         stripPrefix: route.stripPrefix,
         loadBalancer: route.loadBalancer,
         timeoutMs: route.timeoutMs,

@@ -439,6 +439,14 @@ const asStringList = (v: unknown): string[] | undefined =>
   Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string' && x !== '') : undefined;
 
 /** Drops undefined-valued keys so optional fields are absent rather than present-but-undefined. */
+/** A mapping of strings (route `meta`), or undefined when absent or empty. */
+function stringMap(value: unknown): Record<string, string> | undefined {
+  if (!isObject(value)) return undefined;
+  const out: Record<string, string> = {};
+  for (const [key, item] of Object.entries(value)) if (typeof item === 'string') setOwn(out, key, item);
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
 /** Assigns an own property, even for names like "__proto__" that a plain `obj[name] =` would turn into a prototype change. */
 function setOwn<V>(target: Record<string, V>, name: string, value: V): void {
   Object.defineProperty(target, name, { value, enumerable: true, writable: true, configurable: true });
@@ -794,6 +802,7 @@ class Resolver {
           loadBalancer: lb,
           hashKey,
           tags: asStringList(raw['tags']) ?? [...DEFAULTS.route.tags],
+          ...optional('meta', stringMap(raw['meta'])),
           ...this.routeDefaults(raw, defaults, path),
           source: 'yaml' as const,
         }),

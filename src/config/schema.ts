@@ -162,6 +162,7 @@ const route = mapping(
     loadBalancer: { enum: [...BALANCERS] },
     hashKey: { type: 'string', pattern: HASH_KEY_PATTERN, 'x-reasons': { pattern: 'must be header:NAME, cookie:NAME or ip' } },
     tags: textList,
+    meta: { type: 'object', additionalProperties: { type: 'string' }, 'x-reasons': { type: 'must map Service.Meta keys to string values' } },
     ...routeDefaultProperties,
   },
   ['name', 'match', 'service'],

@@ -165,6 +165,8 @@ export interface RouteConfig extends RouteDefaults {
   readonly hashKey?: HashKeySource | undefined;
   /** Consul tags every instance must carry. */
   readonly tags: readonly string[];
+  /** Service.Meta pairs every instance must carry (a subset, as tags). */
+  readonly meta?: Readonly<Record<string, string>> | undefined;
   /** Where the route was declared. */
   readonly source: 'yaml' | 'consul-tags';
 }

@@ -7,6 +7,8 @@ export interface Instance {
   /** Relative load-balancing weight, >= 1. */
   readonly weight: number;
   readonly tags: readonly string[];
+  /** Consul Service.Meta; absent for static instances. */
+  readonly meta?: Readonly<Record<string, string>> | undefined;
 }
 
 /** What a registry knows of one service at one moment. */

@@ -26,8 +26,10 @@ const acceptsTraffic = (runtime: InstanceRuntime): boolean => runtime.breaker.ac
 export interface ServicePoolOptions {
   readonly name: string;
   readonly registry: string;
-  /** Tags every instance must carry (route `tags`); pools are per service and tag set. */
+  /** Tags every instance must carry (route `tags`); pools are per service, tag set and meta. */
   readonly tags: readonly string[];
+  /** Service.Meta pairs every instance must carry (route `meta`). */
+  readonly meta?: Readonly<Record<string, string>> | undefined;
   readonly circuitBreaker: CircuitBreakerConfig;
   readonly outlierDetection: OutlierDetectionConfig;
   readonly clock: BreakerClock;
@@ -58,16 +60,16 @@ export class ServicePool {
     this.name = options.name;
     this.registry = options.registry;
     this.outlier = new OutlierDetector(options.outlierDetection);
-    this.tagsLabel = [...options.tags].sort().join(',');
+    // Meta pairs join the tags label as key=value, so pools that differ only in meta keep separate series.
+    this.tagsLabel = [...options.tags, ...Object.entries(options.meta ?? {}).map(([key, value]) => `${key}=${value}`)].sort().join(',');
   }
 
   /** Replaces the instance set with a registry snapshot, keeping runtime state of instances that stay. */
   update(snapshot: ServiceSnapshot): void {
     const next = new Map<string, InstanceRuntime>();
     const healthy: InstanceRuntime[] = [];
-    const tags = this.options.tags;
     for (const instance of snapshot.instances) {
-      if (tags.length > 0 && !tags.every((tag) => instance.tags.includes(tag))) continue;
+      if (!this.wants(instance)) continue;
       let runtime = this.runtimes.get(instance.id);
       if (runtime && runtime.instance.url === instance.url) {
         runtime.instance = instance; // same object keeps in-flight counts of requests already under way
@@ -88,11 +90,17 @@ export class ServicePool {
     this.runtimes = next;
     this.healthyRuntimes = healthy;
     this.everyone = { kind: 'candidates', candidates: healthy.map((runtime) => runtime.instance), panic: false };
-    this.unhealthyInstances = tags.length > 0
-      ? snapshot.unhealthy.filter((instance) => tags.every((tag) => instance.tags.includes(tag)))
-      : snapshot.unhealthy;
+    this.unhealthyInstances = this.options.tags.length > 0 || this.options.meta ? snapshot.unhealthy.filter((instance) => this.wants(instance)) : snapshot.unhealthy;
     this.options.metrics.instances.set({ service: this.name, tags: this.tagsLabel, state: 'healthy' }, healthy.length);
     this.options.metrics.instances.set({ service: this.name, tags: this.tagsLabel, state: 'unhealthy' }, this.unhealthyInstances.length);
+  }
+
+  /** Whether an instance belongs to this pool's subset: every required tag, every required meta pair. */
+  private wants(instance: Instance): boolean {
+    const { tags, meta } = this.options;
+    if (tags.length > 0 && !tags.every((tag) => instance.tags.includes(tag))) return false;
+    if (meta) for (const key in meta) if (instance.meta?.[key] !== meta[key]) return false;
+    return true;
   }
 
   private createBreaker(instance: Instance): InstanceBreaker {

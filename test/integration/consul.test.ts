@@ -320,6 +320,30 @@ describe('tag routes', () => {
   });
 });
 
+describe('subsets', () => {
+  test('meta: filters instances on Service.Meta as tags: does; each subset is its own pool', async () => {
+    const double = new ConsulDouble({ maxJitterFraction: 0 });
+    await double.start();
+    double.register({ id: 'api-1', name: 'api', address: '127.0.0.1', port: upstreams[0]!.port, meta: { version: 'v1' } });
+    double.register({ id: 'api-2', name: 'api', address: '127.0.0.1', port: upstreams[1]!.port, meta: { version: 'v2', zone: 'a' }, tags: ['canary'] });
+    double.register({ id: 'api-3', name: 'api', address: '127.0.0.1', port: upstreams[2]!.port, meta: { version: 'v2', zone: 'b' } });
+    const gw = await startGateway(consulYaml(double, `  - { name: v1, match: { pathPrefix: /v1 }, service: api, meta: { version: v1 } }
+  - { name: v2, match: { pathPrefix: /v2 }, service: api, meta: { version: v2 } }
+  - { name: v2a, match: { pathPrefix: /v2a }, service: api, meta: { version: v2, zone: a }, tags: [canary] }
+  - { name: none, match: { pathPrefix: /v3 }, service: api, meta: { version: v3 } }`));
+    try {
+      await until(async () => (await fetch(`${gw.adminUrl}/health/ready`)).status === 200, 'ready');
+      assert.deepEqual([...(await whoAnswers(gw, '/v1', 4))], ['u1']);
+      assert.deepEqual([...(await whoAnswers(gw, '/v2', 6))].sort(), ['u2', 'u3']);
+      assert.deepEqual([...(await whoAnswers(gw, '/v2a', 4))], ['u2']);
+      assert.equal((await fetch(`${gw.url}/v3/x`)).status, 503, 'no instance carries version=v3');
+    } finally {
+      await gw.stop();
+      await double.stop();
+    }
+  });
+});
+
 describe('ACL', () => {
   test('the token goes in X-Consul-Token', async () => {
     const double = new ConsulDouble({ maxJitterFraction: 0, aclToken: 'secret' });

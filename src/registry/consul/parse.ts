@@ -29,6 +29,19 @@ export interface ParsedService {
   readonly rejected: string[];
 }
 
+/** Service.Meta as string pairs (Consul's are strings; anything else is ignored). */
+function metaOf(value: unknown): Record<string, string> | undefined {
+  if (!isObject(value)) return undefined;
+  const out: Record<string, string> = {};
+  let any = false;
+  for (const [key, item] of Object.entries(value)) {
+    if (typeof item !== 'string') continue;
+    Object.defineProperty(out, key, { value: item, enumerable: true, writable: true, configurable: true });
+    any = true;
+  }
+  return any ? out : undefined;
+}
+
 /** Checks one entry; returns the instance or the reason it cannot be used. */
 function parseEntry(entry: unknown): Instance | string {
   if (!isObject(entry)) return 'entry is not an object';
@@ -49,7 +62,8 @@ function parseEntry(entry: unknown): Instance | string {
   const weights = isObject(svc.Weights) ? svc.Weights : undefined;
   const passing = typeof weights?.Passing === 'number' && weights.Passing >= 1 ? Math.floor(weights.Passing) : 1;
   const tags = Array.isArray(svc.Tags) ? svc.Tags.filter((tag): tag is string => typeof tag === 'string') : [];
-  return { id: `${node.Node}/${id}`, url: origin(schemeOf(svc.Meta, tags), address, port), weight: passing, tags };
+  const meta = metaOf(svc.Meta);
+  return { id: `${node.Node}/${id}`, url: origin(schemeOf(svc.Meta, tags), address, port), weight: passing, tags, ...(meta ? { meta } : {}) };
 }
 
 /**
