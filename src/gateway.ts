@@ -225,7 +225,7 @@ export class Gateway {
         registry: pool.registry,
         lastSyncAt: status?.lastSyncAt ? new Date(status.lastSyncAt).toISOString() : null,
         lastError: status?.lastError ?? null,
-        ...(status && 'lastContactMs' in status ? { lastContactMs: status.lastContactMs ?? null, knownLeader: status.knownLeader ?? null } : {}),
+        ...(status && 'lastContactMs' in status ? { lastContactMs: status.lastContactMs ?? null, knownLeader: status.knownLeader ?? null, stale: status.stale ?? false } : {}),
         ...pool.describe(now),
       };
     }

@@ -673,6 +673,7 @@ class Resolver {
       datacenter: asString(raw['datacenter']),
       waitMs: asDuration(raw['wait'], 1, DEFAULTS.consul.maxWaitMs) ?? DEFAULTS.consul.waitMs,
       consistency: (['stale', 'default', 'consistent'] as const).find((mode) => mode === raw['consistency']) ?? DEFAULTS.consul.consistency,
+      snapshotFile: asString(raw['snapshotFile']),
       tls,
       instanceTls: this.upstreamTls(raw['instanceTls'], { ca: tls?.ca, insecureSkipVerify: tls?.insecureSkipVerify ?? false }),
       tagRoutes: asBool(raw['tagRoutes']) ?? DEFAULTS.consul.tagRoutes,

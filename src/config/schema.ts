@@ -121,6 +121,7 @@ const consul = mapping({
   datacenter: text,
   wait: duration({ min: 1, max: MAX_CONSUL_WAIT_MS }),
   consistency: { enum: ['stale', 'default', 'consistent'] },
+  snapshotFile: text,
   tls: mapping({ ca: text, cert: text, key: text, serverName: text, insecureSkipVerify: bool }),
   instanceTls: upstreamTls,
   tagRoutes: bool,

@@ -87,6 +87,8 @@ export interface ConsulConfig {
   readonly waitMs: number;
   /** Read consistency sent on every read; stale (the default) keeps working while there is no leader. */
   readonly consistency: 'stale' | 'default' | 'consistent';
+  /** Last good state, written after changes (at most once a second) and used for a cold start while Consul is down. */
+  readonly snapshotFile?: string | undefined;
   readonly tls?: ConsulTlsConfig | undefined;
   /** How instances marked https are verified (defaults from `tls`: its ca and insecureSkipVerify). */
   readonly instanceTls?: UpstreamTlsConfig | undefined;

@@ -37,6 +37,8 @@ export interface ServiceFreshness {
   readonly lastContactMs?: number | undefined;
   /** Whether the answering server knew a leader (X-Consul-KnownLeader). */
   readonly knownLeader?: boolean | undefined;
+  /** Served from a snapshot file, not yet confirmed by the registry. */
+  readonly stale?: boolean | undefined;
 }
 
 /** A source of instances. Implementations push snapshots; readers never wait on them. */

@@ -320,6 +320,65 @@ describe('tag routes', () => {
   });
 });
 
+describe('cold start from the snapshot file', () => {
+  test('a gateway that starts while Consul is down serves the last good state, ready 200, stale until Consul answers', async () => {
+    const { mkdtempSync, readFileSync, rmSync, writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'waygate-snap-'));
+    const file = join(dir, 'consul.json');
+    const double = new ConsulDouble({ maxJitterFraction: 0 });
+    await double.start();
+    double.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[0]!.port });
+    double.register({ id: 'web-2', name: 'web', address: '127.0.0.1', port: upstreams[1]!.port });
+    const yaml = consulYaml(double, webRoute, `    snapshotFile: "${file}"`);
+    try {
+      const first = await startGateway(yaml);
+      try {
+        await waitFor('the snapshot file to hold both instances', () => {
+          try {
+            return (JSON.parse(readFileSync(file, 'utf8')) as { services: { web?: { instances: unknown[] } } }).services.web?.instances.length === 2;
+          } catch {
+            return false;
+          }
+        });
+      } finally {
+        await first.stop();
+      }
+
+      await double.setFault('refuse');
+      const { logger, lines } = captureLogs();
+      const second = await startGateway(yaml, { logger });
+      try {
+        await waitFor('ready from the file alone', async () => (await fetch(`${second.adminUrl}/health/ready`)).status === 200);
+        assert.deepEqual([...(await whoAnswers(second, '/web', 6))].sort(), ['u1', 'u2']);
+        const routes = (await (await fetch(`${second.adminUrl}/admin/routes`)).json()) as { services: { web: { stale: boolean } } };
+        assert.equal(routes.services.web.stale, true);
+        await double.setFault(null);
+        await waitFor('stale to clear once Consul answers', async () => ((await (await fetch(`${second.adminUrl}/admin/routes`)).json()) as { services: { web: { stale: boolean } } }).services.web.stale === false);
+        assert.ok(lines().some((line) => String(line.msg).includes('serving 1 services from the snapshot file')));
+      } finally {
+        await second.stop();
+      }
+
+      writeFileSync(file, '{"version": 1, "address": "corrupt');
+      await double.setFault('refuse');
+      const warned = captureLogs();
+      const third = await startGateway(yaml, { logger: warned.logger });
+      try {
+        await waitFor('the corrupt-file warning', () => warned.lines().some((line) => String(line.msg).startsWith('consul: ignoring the snapshot file') && line.level === 40));
+        assert.equal((await fetch(`${third.adminUrl}/health/ready`)).status, 503, 'nothing to serve: not ready');
+      } finally {
+        await third.stop();
+        await double.setFault(null);
+      }
+    } finally {
+      await double.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('subsets', () => {
   test('meta: filters instances on Service.Meta as tags: does; each subset is its own pool', async () => {
     const double = new ConsulDouble({ maxJitterFraction: 0 });

@@ -1,10 +1,11 @@
 import type { ConsulConfig } from '../../config/types.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { GatewayMetrics } from '../../observability/metrics.ts';
-import type { Registry, RegistryStatus, ServiceFreshness, ServiceSnapshot } from '../types.ts';
+import type { Instance, Registry, RegistryStatus, ServiceFreshness, ServiceSnapshot } from '../types.ts';
 import { type ConsulAnswer, ConsulCallError, type ConsulClient, MAX_CONSUL_CONNECTIONS } from './client.ts';
 import { BlockingLoop, NON_BLOCKING_TIMEOUT_MS, type Sleeper, sleep } from './loop.ts';
 import { digestHealthState, parseCatalogServices, parseHealthService } from './parse.ts';
+import { readSavedState, writeSavedState } from './snapshot-file.ts';
 
 /** Up to this many routed services, each gets its own blocking query (exact per-service index). */
 export const PER_SERVICE_WATCH_LIMIT = 24;
@@ -27,7 +28,12 @@ interface ServiceState {
   /** From the last answer: X-Consul-LastContact (ms) and X-Consul-KnownLeader. */
   lastContactMs: number | undefined;
   knownLeader: boolean | undefined;
+  /** Serving from the snapshot file until Consul answers for this service. */
+  stale: boolean;
 }
+
+/** The snapshot file is rewritten at most this often. */
+export const SNAPSHOT_WRITE_INTERVAL_MS = 1_000;
 
 export type WatchMode = 'per-service' | 'change-feed';
 
@@ -102,13 +108,14 @@ export class ConsulRegistry implements Registry {
     for (const name of next) {
       if (!this.tracked.has(name)) {
         this.tracked.add(name);
-        this.states.set(name, { synced: false, lastSyncAt: undefined, lastError: undefined, denied: false, outage: undefined, rejected: '', lastContactMs: undefined, knownLeader: undefined });
+        this.states.set(name, { synced: false, lastSyncAt: undefined, lastError: undefined, denied: false, outage: undefined, rejected: '', lastContactMs: undefined, knownLeader: undefined, stale: false });
       }
     }
     if (this.started) this.reconcileWatches();
   }
 
   async start(): Promise<void> {
+    this.restoreSnapshotFile();
     this.started = true;
     if (this.options.watchCatalog) this.startCatalogLoop();
     this.reconcileWatches();
@@ -118,6 +125,11 @@ export class ConsulRegistry implements Registry {
     this.started = false;
     this.stopController.abort();
     clearInterval(this.resyncTimer);
+    if (this.snapshotTimer) {
+      clearTimeout(this.snapshotTimer);
+      this.snapshotTimer = undefined;
+      this.saveSnapshotFile();
+    }
     await Promise.all([...this.loops.values()].map((loop) => loop.stop()));
     await this.catalogLoop?.stop();
     this.loops.clear();
@@ -132,7 +144,7 @@ export class ConsulRegistry implements Registry {
 
   serviceStatus(service: string): ServiceFreshness | undefined {
     const state = this.states.get(service);
-    return state && { lastSyncAt: state.lastSyncAt, lastError: state.lastError, lastContactMs: state.lastContactMs, knownLeader: state.knownLeader };
+    return state && { lastSyncAt: state.lastSyncAt, lastError: state.lastError, lastContactMs: state.lastContactMs, knownLeader: state.knownLeader, stale: state.stale };
   }
 
   snapshot(service: string): ServiceSnapshot | undefined {
@@ -175,7 +187,10 @@ export class ConsulRegistry implements Registry {
       call: (query, timeoutMs, signal) => this.readService(service, query, timeoutMs, signal),
       sleep: this.sleep,
       hooks: {
-        onData: (body) => this.publish(service, body),
+        onData: (body, index) => {
+          this.indexes.set(service, index);
+          this.publish(service, body);
+        },
         onSuccess: () => this.markSuccess(service),
         onError: (error) => this.markError(service, error),
       },
@@ -307,6 +322,62 @@ export class ConsulRegistry implements Registry {
     this.catalogLoop.start();
   }
 
+  // ---- snapshot file (cold start while Consul is down) -------------------------------------------
+
+  private snapshotTimer: NodeJS.Timeout | undefined;
+  private lastSnapshotWrite = 0;
+  private readonly indexes = new Map<string, bigint>();
+
+  /** Serves the services the file knows until Consul answers for them; a bad file is a warning, not an error. */
+  private restoreSnapshotFile(): void {
+    const path = this.config.snapshotFile;
+    if (!path) return;
+    const saved = readSavedState(path, { address: this.client.address, datacenter: this.config.datacenter });
+    if (typeof saved === 'string') {
+      if (!saved.startsWith('cannot read') || !/ENOENT/.test(saved)) this.logger.warn({ file: path }, `consul: ignoring the snapshot file: ${saved}`);
+      return;
+    }
+    let restored = 0;
+    for (const service of this.tracked) {
+      const entry = saved.services[service];
+      const state = this.states.get(service);
+      if (!entry || !state || this.snapshots.has(service)) continue;
+      this.snapshots.set(service, { name: service, instances: entry.instances, unhealthy: [] });
+      state.synced = true;
+      state.stale = true;
+      restored += 1;
+      for (const listener of this.listeners) listener(service);
+    }
+    this.logger.info({ file: path, services: restored, savedAt: saved.savedAt }, `consul: serving ${restored} services from the snapshot file until Consul answers`);
+  }
+
+  /** Coalesces writes: at most one per SNAPSHOT_WRITE_INTERVAL_MS, always with the latest state. */
+  private scheduleSnapshotWrite(): void {
+    if (!this.config.snapshotFile || this.snapshotTimer) return;
+    const wait = Math.max(0, this.lastSnapshotWrite + SNAPSHOT_WRITE_INTERVAL_MS - Date.now());
+    this.snapshotTimer = setTimeout(() => {
+      this.snapshotTimer = undefined;
+      this.saveSnapshotFile();
+    }, wait);
+    this.snapshotTimer.unref();
+  }
+
+  private saveSnapshotFile(): void {
+    const path = this.config.snapshotFile;
+    if (!path) return;
+    this.lastSnapshotWrite = Date.now();
+    const services: Record<string, { index: string; instances: readonly Instance[] }> = {};
+    for (const [name, snapshot] of this.snapshots) {
+      if (this.states.get(name)?.stale) continue; // only what Consul itself said
+      Object.defineProperty(services, name, { value: { index: String(this.indexes.get(name) ?? 0n), instances: snapshot.instances }, enumerable: true, writable: true, configurable: true });
+    }
+    try {
+      writeSavedState(path, { address: this.client.address, datacenter: this.config.datacenter ?? null, savedAt: new Date().toISOString(), services });
+    } catch (error) {
+      this.logger.error({ file: path, err: (error as Error).message }, 'consul: cannot write the snapshot file');
+    }
+  }
+
   // ---- shared bookkeeping -----------------------------------------------------------------------
 
   private publish(service: string, body: unknown): void {
@@ -319,9 +390,15 @@ export class ConsulRegistry implements Registry {
       state.rejected = reasons;
       if (rejected.length > 0) this.logger.warn({ service, skipped: rejected }, `consul: skipped ${rejected.length} malformed entr${rejected.length === 1 ? 'y' : 'ies'} of service "${service}"; serving the others`);
     }
+    if (state?.stale) {
+      state.stale = false;
+      this.logger.info({ service }, `consul: service "${service}" read from Consul; no longer stale`);
+      this.scheduleSnapshotWrite();
+    }
     const previous = this.snapshots.get(service);
     if (previous && sameInstances(previous.instances, instances)) return;
     this.snapshots.set(service, { name: service, instances, unhealthy: [] });
+    this.scheduleSnapshotWrite();
     for (const listener of this.listeners) listener(service);
   }
 
