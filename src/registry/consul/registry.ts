@@ -161,6 +161,8 @@ export class ConsulRegistry implements Registry {
   }
 
   private catalogSyncs = 0;
+  /** Tags per tracked service as the catalog last listed them (change-feed mode). */
+  private readonly catalogTags = new Map<string, string>();
 
   private reconcileWatches(): void {
     const wanted: WatchMode = this.tracked.size > (this.options.perServiceLimit ?? PER_SERVICE_WATCH_LIMIT) ? 'change-feed' : 'per-service';
@@ -312,7 +314,14 @@ export class ConsulRegistry implements Registry {
         onData: (body) => {
           const services = parseCatalogServices(body);
           this.catalogSyncs += 1;
-          if (this.mode === 'change-feed') for (const service of this.tracked) if (!this.snapshots.has(service) && services.has(service)) this.enqueue(service);
+          if (this.mode === 'change-feed') {
+            for (const service of this.tracked) {
+              // New services, and tag changes, which the checks feed never shows (CONTRACT fact 28).
+              const tags = (services.get(service) ?? []).join(',');
+              if ((!this.snapshots.has(service) && services.has(service)) || (this.catalogTags.has(service) && this.catalogTags.get(service) !== tags)) this.enqueue(service);
+              this.catalogTags.set(service, tags);
+            }
+          }
           for (const listener of this.catalogListeners) listener(services);
         },
         onSuccess: () => this.markSuccess(undefined),
@@ -461,12 +470,13 @@ export class ConsulRegistry implements Registry {
   }
 }
 
-function sameInstances(a: readonly { id: string; url: string; weight: number; tags: readonly string[] }[], b: typeof a): boolean {
+function sameInstances(a: readonly Instance[], b: readonly Instance[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) {
     const x = a[i]!;
     const y = b[i]!;
     if (x.id !== y.id || x.url !== y.url || x.weight !== y.weight || x.tags.join(',') !== y.tags.join(',')) return false;
+    if (JSON.stringify(x.meta ?? {}) !== JSON.stringify(y.meta ?? {})) return false;
   }
   return true;
 }
