@@ -661,3 +661,391 @@ test('DeregisterCriticalServiceAfter reaps a service whose check stays critical'
     assert.deepEqual(d.agentServices(), {});
   });
 });
+
+// ------------------------------------------------------------------ facts 26-29
+
+/** Polls `check` until it returns a value (not undefined/false), with a generous limit; never a fixed sleep. */
+async function until<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 8000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const leaderHeaders = (a: Answer): [unknown, unknown, unknown] => [
+  a.headers['x-consul-knownleader'],
+  a.headers['x-consul-lastcontact'],
+  a.headers['x-consul-effective-consistency'],
+];
+
+test('fact 26: ?stale/?consistent, leader headers and Effective-Consistency; leaderless: 500 for default/consistent, stale keeps answering and blocking', async () => {
+  await withDouble({ lastContactMs: 250 }, async (d) => {
+    d.register({ id: 'l-1', name: 'l', port: 1 });
+    const both = await get(d, '/v1/health/service/l?stale&consistent');
+    assert.equal(both.status, 400);
+    assert.match(String(both.headers['content-type']), /^text\/plain/);
+    assert.equal(both.text, 'Cannot specify ?stale with ?consistent, conflicting semantics.');
+
+    // The leader answers default and consistent reads (LastContact 0); a stale read is answered by a follower.
+    for (const path of ['/v1/health/service/l', '/v1/catalog/services', '/v1/catalog/service/l', '/v1/health/state/any', '/v1/health/checks/l']) {
+      const sep = path.includes('?') ? '&' : '?';
+      assert.deepEqual(leaderHeaders(await get(d, path)), ['true', '0', 'default'], path);
+      assert.deepEqual(leaderHeaders(await get(d, `${path}${sep}consistent`)), ['true', '0', 'consistent'], path);
+      assert.deepEqual(leaderHeaders(await get(d, `${path}${sep}stale`)), ['true', '250', 'stale'], path);
+    }
+    d.setLastContact(40);
+    assert.deepEqual(leaderHeaders(await get(d, '/v1/health/service/l?stale=true')), ['true', '40', 'stale']);
+    assert.equal(JSON.parse((await get(d, '/v1/status/leader')).text), '127.0.0.1:8300');
+
+    // Leader lost: held default/consistent queries fail at once, the held stale one stays held.
+    const idx = (await get(d, '/v1/health/service/l')).index;
+    const heldDefault = get(d, `/v1/health/service/l?index=${idx}&wait=60s`);
+    const heldConsistent = get(d, `/v1/health/service/l?consistent&index=${idx}&wait=60s`);
+    const heldStale = get(d, `/v1/health/service/l?stale&index=${idx}&wait=60s`);
+    await d.waitForHeldQueries(3);
+    d.setLeader(false);
+    assert.equal(d.hasLeader(), false);
+    for (const a of [await heldDefault, await heldConsistent]) {
+      assert.equal(a.status, 500);
+      assert.equal(a.text, 'No cluster leader');
+      assert.equal(a.headers['x-consul-knownleader'], 'false');
+    }
+    assert.equal(d.heldQueries(), 1, 'the stale query is still held');
+
+    for (const path of ['/v1/health/service/l', '/v1/health/service/l?consistent', '/v1/catalog/services', '/v1/health/state/any?index=1&wait=1s']) {
+      const a = await get(d, path);
+      assert.equal(a.status, 500, path);
+      assert.match(String(a.headers['content-type']), /^text\/plain/);
+      assert.equal(a.text, 'No cluster leader', path);
+    }
+    const stale = await get(d, '/v1/health/service/l?stale');
+    assert.equal(stale.status, 200);
+    assert.deepEqual(ids(stale.json()), ['l-1']);
+    assert.equal(stale.headers['x-consul-knownleader'], 'false');
+    assert.equal(stale.headers['x-consul-effective-consistency'], 'stale');
+    assert.ok(Number(stale.headers['x-consul-lastcontact']) >= 40);
+    // A follower's last contact keeps growing while there is no leader.
+    await until('LastContact to grow', async () => Number((await get(d, '/v1/health/service/l?stale')).headers['x-consul-lastcontact']) > 60);
+    assert.equal(JSON.parse((await get(d, '/v1/status/leader')).text), '', 'Status.Leader is "" without a leader');
+
+    // Stale blocking still works leaderless: a change wakes the held query.
+    d.register({ id: 'l-2', name: 'l', port: 2 });
+    const woke = await heldStale;
+    assert.equal(woke.status, 200);
+    assert.deepEqual(ids(woke.json()), ['l-1', 'l-2']);
+    assert.ok(BigInt(woke.index!) > BigInt(idx!));
+    assert.equal(woke.headers['x-consul-knownleader'], 'false');
+    const pending = get(d, `/v1/health/service/l?stale&index=${woke.index}&wait=60s`);
+    await d.waitForHeldQueries(1);
+    d.setServiceStatus('l-1', 'critical');
+    assert.ok(BigInt((await pending).index!) > BigInt(woke.index!));
+
+    // The official client: stale reads work, default reads get the 500 text as the error.
+    // (Its health.service type omits stale/consistent, which lib/utils.js sends as ?stale=1 / ?consistent=1.)
+    const consul = new Consul({ host: '127.0.0.1', port: d.port });
+    const opts = (o: Record<string, unknown>) => o as unknown as { service: string };
+    try {
+      assert.deepEqual(ids(await consul.health.service(opts({ service: 'l', stale: true }))), ['l-1', 'l-2']);
+      assert.equal(d.requests.at(-1)?.query['stale'], '1');
+      await assert.rejects(consul.health.service('l'), (err: Json) => err.statusCode === 500 && err.message === 'No cluster leader');
+      await assert.rejects(consul.health.service(opts({ service: 'l', consistent: true })), (err: Json) => err.statusCode === 500);
+      d.setLeader(true);
+      const back = await get(d, '/v1/health/service/l');
+      assert.equal(back.status, 200);
+      assert.deepEqual(leaderHeaders(back), ['true', '0', 'default']);
+      assert.deepEqual(ids(await consul.health.service('l')), ['l-1', 'l-2']);
+    } finally {
+      consul.destroy();
+    }
+  });
+  // Leaderless from the start.
+  await withDouble({ leader: false }, async (d) => {
+    assert.equal((await get(d, '/v1/catalog/services')).status, 500);
+    assert.equal((await get(d, '/v1/catalog/services?stale')).status, 200);
+  });
+});
+
+test('fact 27: ?dc= forwards catalog and health reads to the linked datacenter over HTTP, blocking included; unknown/unreachable dc is 500', async () => {
+  const dc2 = new ConsulDouble({ maxJitterFraction: 0, datacenter: 'dc2', agentNode: 'dc2-node', aclToken: 'tok', lastContactMs: 7 });
+  await dc2.start();
+  try {
+    await withDouble({ aclToken: 'tok', peers: [dc2] }, async (d) => {
+      const auth = { 'X-Consul-Token': 'tok' };
+      assert.equal(d.datacenter, 'dc1');
+      assert.equal(d.peer('dc2'), dc2);
+      assert.equal(dc2.peer('dc1'), d, 'links go both ways');
+      d.register({ id: 'web-dc1-1', name: 'web', port: 81 });
+      // Some churn so dc1 and dc2 indexes differ.
+      for (let i = 0; i < 5; i++) dc2.touch('other');
+      dc2.register({ id: 'web-dc2-1', name: 'web', address: '10.2.0.1', port: 80 });
+
+      const local = await get(d, '/v1/health/service/web', auth);
+      assert.deepEqual(ids(local.json()), ['web-dc1-1']);
+      assert.equal(local.json()[0].Node.Datacenter, 'dc1');
+      const own = await get(d, '/v1/health/service/web?dc=dc1', auth);
+      assert.deepEqual(ids(own.json()), ['web-dc1-1'], 'its own datacenter is served locally');
+      assert.equal(dc2.requests.length, 0);
+
+      const remote = await get(d, '/v1/health/service/web?dc=dc2', auth);
+      assert.equal(remote.status, 200);
+      assert.deepEqual(ids(remote.json()), ['web-dc2-1']);
+      assert.equal(remote.json()[0].Node.Datacenter, 'dc2');
+      assert.equal(remote.json()[0].Node.Node, 'dc2-node');
+      assert.equal(remote.index, dc2.serviceIndexBig('web').toString());
+      assert.notEqual(remote.index, local.index);
+      assert.equal(dc2.requests.at(-1)?.path, '/v1/health/service/web', 'really forwarded over HTTP');
+      assert.equal(dc2.requests.at(-1)?.token, 'tok', 'the token travels with the forwarded request');
+      const staleRemote = await get(d, '/v1/health/service/web?dc=dc2&stale', auth);
+      assert.deepEqual(leaderHeaders(staleRemote), ['true', '7', 'stale'], "the remote server's headers come back");
+
+      const cat = await get(d, '/v1/catalog/services?dc=dc2', auth);
+      assert.deepEqual(cat.json(), { web: [] });
+      assert.equal(cat.index, dc2.catalogIndexBig().toString());
+      const [row] = (await get(d, '/v1/catalog/service/web?dc=dc2', auth)).json();
+      assert.equal(row.Datacenter, 'dc2');
+      assert.equal(row.ServiceID, 'web-dc2-1');
+      assert.equal((await get(d, '/v1/health/state/any?dc=dc2', auth)).index, dc2.healthIndexBig().toString());
+
+      // The ACL check stays on the local agent: refused here, never forwarded.
+      dc2.clearRequests();
+      const denied = await get(d, '/v1/health/service/web?dc=dc2');
+      assert.equal(denied.status, 403);
+      assert.equal(denied.text, 'Permission denied');
+      assert.equal(dc2.requests.length, 0);
+
+      // Blocking: held on dc2's index, woken by dc2's change only, answered with dc2's data and index.
+      const pending = get(d, `/v1/health/service/web?dc=dc2&index=${remote.index}&wait=60s`, auth);
+      await dc2.waitForHeldQueries(1);
+      assert.equal(d.heldQueries(), 0);
+      assert.equal(d.inflightForwards(), 1);
+      d.register({ id: 'web-dc1-2', name: 'web', port: 82 });
+      assert.equal(dc2.heldQueries(), 1, "a dc1 change does not wake a dc2 watch");
+      dc2.register({ id: 'web-dc2-2', name: 'web', address: '10.2.0.2', port: 80 });
+      const woke = await pending;
+      assert.deepEqual(ids(woke.json()), ['web-dc2-1', 'web-dc2-2']);
+      assert.equal(woke.index, dc2.serviceIndexBig('web').toString());
+      assert.ok(BigInt(woke.index!) > BigInt(remote.index!));
+      await until('forward finished', () => d.inflightForwards() === 0);
+
+      // A client that gives up releases the query held in dc2.
+      const ac = new AbortController();
+      const abandoned = request(d.address, `/v1/health/service/web?dc=dc2&index=${woke.index}&wait=60s`, { headers: auth, signal: ac.signal });
+      await dc2.waitForHeldQueries(1);
+      ac.abort();
+      await assert.rejects(abandoned);
+      await dc2.waitFor(() => dc2.heldQueries() === 0, 8000, 'dc2 hold released');
+
+      const unknown = await get(d, '/v1/health/service/web?dc=dc9', auth);
+      assert.equal(unknown.status, 500);
+      assert.equal(unknown.text, 'No path to datacenter');
+
+      // The official client through the dc1 agent, one read and a watch.
+      const consul = new Consul({ host: '127.0.0.1', port: d.port, defaults: { token: 'tok' } });
+      const watch = consul.watch({ method: consul.health.service, options: { service: 'web', dc: 'dc2', wait: '5s' } as unknown as Record<string, string> });
+      const w = collect(watch);
+      try {
+        assert.deepEqual(ids(await consul.health.service({ service: 'web', dc: 'dc2' })), ['web-dc2-1', 'web-dc2-2']);
+        assert.deepEqual(Object.keys(await consul.catalog.service.list({ dc: 'dc2' })).sort(), ['web']);
+        const first = await w.next();
+        assert.deepEqual(ids(first.data), ['web-dc2-1', 'web-dc2-2']);
+        assert.equal(first.index, dc2.serviceIndexBig('web').toString());
+        await dc2.waitForHeldQueries(1);
+        dc2.deregister('web-dc2-1');
+        const next = await w.next();
+        assert.deepEqual(ids(next.data), ['web-dc2-2']);
+        assert.equal(next.index, dc2.serviceIndexBig('web').toString());
+        assert.deepEqual(w.errors, []);
+      } finally {
+        watch.end();
+        consul.destroy();
+      }
+
+      // Unreachable (its servers are down) and unlinked datacenters.
+      await dc2.stop();
+      const down = await get(d, '/v1/health/service/web?dc=dc2', auth);
+      assert.equal(down.status, 500);
+      assert.equal(down.text, 'No path to datacenter');
+      d.unlink(dc2);
+      assert.equal(d.peer('dc2'), undefined);
+      assert.equal((await get(d, '/v1/catalog/services?dc=dc2', auth)).text, 'No path to datacenter');
+      assert.throws(() => d.link(new ConsulDouble({ datacenter: 'dc1' })), /both doubles are datacenter dc1/);
+    });
+  } finally {
+    await dc2.stop();
+  }
+});
+
+test('fact 28: identical re-registration writes nothing; a port/address change moves the service, not its checks or health/state', async () => {
+  await withDouble({ raftIndexFields: true }, async (d) => {
+    const reg = { Name: 'rr', ID: 'rr-1', Address: '10.0.0.1', Port: 8080, Tags: ['a'], Check: { CheckID: 'rr-ttl', TTL: '30s', Status: 'passing' } };
+    assert.equal((await put(d, '/v1/agent/service/register', reg)).status, 200);
+    d.register({ id: 'other-1', name: 'other', port: 1 });
+    const snap = async () => ({
+      svc: await get(d, '/v1/health/service/rr'),
+      state: await get(d, '/v1/health/state/any'),
+      names: await get(d, '/v1/catalog/services'),
+      rows: await get(d, '/v1/catalog/service/rr'),
+      raft: d.raftIndex(),
+      service: d.serviceIndexes('rr-1'),
+      check: d.checkIndexes('rr-ttl'),
+    });
+    const s0 = await snap();
+    // catalog/service rows carry CreateIndex/ModifyIndex (as the fixture); raftIndexFields adds them to health answers.
+    const [row0] = s0.rows.json();
+    assert.equal(BigInt(row0.CreateIndex), s0.service!.createIndex);
+    assert.equal(BigInt(row0.ModifyIndex), s0.service!.modifyIndex);
+    const [e0] = s0.svc.json();
+    assert.equal(BigInt(e0.Service.ModifyIndex), s0.service!.modifyIndex);
+    assert.equal(BigInt(e0.Checks.find((c: Json) => c.CheckID === 'rr-ttl').ModifyIndex), s0.check!.modifyIndex);
+    assert.ok(typeof e0.Node.CreateIndex === 'number' && typeof e0.Node.ModifyIndex === 'number');
+    assert.ok(s0.state.json().every((c: Json) => typeof c.ModifyIndex === 'number'));
+
+    // The same fields again, through the agent API and through register(): nothing is written.
+    assert.equal((await put(d, '/v1/agent/service/register', reg)).status, 200);
+    d.register({ id: 'other-1', name: 'other', port: 1 });
+    const s1 = await snap();
+    assert.equal(s1.raft, s0.raft, 'no raft write');
+    for (const k of ['svc', 'state', 'names', 'rows'] as const) {
+      assert.equal(s1[k].index, s0[k].index, k);
+      assert.equal(s1[k].text, s0[k].text, k);
+    }
+    assert.deepEqual([s1.service, s1.check], [s0.service, s0.check]);
+
+    // Port-only change: the service watcher wakes; the health/state watcher does not.
+    const heldState = get(d, `/v1/health/state/any?index=${s0.state.index}&wait=1s`);
+    const heldSvc = get(d, `/v1/health/service/rr?index=${s0.svc.index}&wait=60s`);
+    await d.waitForHeldQueries(2);
+    assert.equal((await put(d, '/v1/agent/service/register', { ...reg, Port: 9090 })).status, 200);
+    const woke = await heldSvc;
+    assert.ok(BigInt(woke.index!) > BigInt(s0.svc.index!));
+    const [e1] = woke.json();
+    assert.equal(e1.Service.Port, 9090);
+    assert.equal(BigInt(e1.Service.ModifyIndex), BigInt(woke.index!), "the service's ModifyIndex moved");
+    assert.equal(e1.Service.CreateIndex, e0.Service.CreateIndex);
+    assert.deepEqual(e1.Checks, e0.Checks, "its checks' ModifyIndex did not");
+    assert.equal(d.heldQueries(), 1, 'health/state/any is still held');
+    const state = await heldState;
+    assert.equal(state.index, s0.state.index, 'health/state/any times out with the same index');
+    assert.equal(state.text, s0.state.text, '... and the same body');
+
+    const s2 = await snap();
+    assert.equal(s2.state.index, s0.state.index);
+    assert.ok(BigInt(s2.names.index!) > BigInt(s0.names.index!), 'catalog/services (services table) moved');
+    assert.equal(s2.names.text, s0.names.text, '... with identical data');
+    const [row2] = s2.rows.json();
+    assert.equal(row2.ServicePort, 9090);
+    assert.equal(row2.CreateIndex, row0.CreateIndex);
+    assert.ok(BigInt(row2.ModifyIndex) > BigInt(row0.ModifyIndex));
+    assert.equal(s2.service!.createIndex, s0.service!.createIndex);
+    assert.ok(s2.service!.modifyIndex > s0.service!.modifyIndex);
+    assert.deepEqual(s2.check, s0.check);
+    assert.ok(BigInt((await get(d, '/v1/health/service/other')).index!) < BigInt(s2.svc.index!), 'other services are not touched');
+
+    // Address-only change through the test API: same pattern.
+    d.register({ id: 'other-1', name: 'other', port: 1, address: '10.9.9.9' });
+    assert.equal((await get(d, '/v1/health/state/any')).index, s0.state.index);
+    assert.ok(d.serviceIndexes('other-1')!.modifyIndex > s2.raft);
+
+    // A check status change moves the check (and health/state), not the service's ModifyIndex.
+    const namesBefore = (await get(d, '/v1/catalog/services')).index;
+    assert.equal((await put(d, '/v1/agent/check/warn/rr-ttl')).status, 200);
+    const s3 = await snap();
+    assert.ok(s3.check!.modifyIndex > s0.check!.modifyIndex);
+    assert.equal(s3.check!.createIndex, s0.check!.createIndex);
+    assert.deepEqual(s3.service, s2.service);
+    assert.ok(BigInt(s3.state.index!) > BigInt(s0.state.index!));
+    assert.equal(s3.names.index, namesBefore, 'catalog/services ignores check changes');
+
+    // A check definition change (TTL 30s -> 60s, status kept) also rewrites the check only.
+    assert.equal((await put(d, '/v1/agent/service/register', { ...reg, Port: 9090, Check: { CheckID: 'rr-ttl', TTL: '60s' } })).status, 200);
+    const s4 = await snap();
+    assert.equal(d.checkStatus('rr-ttl'), 'warning');
+    assert.ok(s4.check!.modifyIndex > s3.check!.modifyIndex);
+    assert.deepEqual(s4.service, s3.service);
+    assert.ok(BigInt(s4.state.index!) > BigInt(s3.state.index!));
+  });
+  // Without the option, health answers keep the documented shape (no index fields).
+  await withDouble({}, async (d) => {
+    d.register({ id: 'x-1', name: 'x', port: 1 });
+    const [e] = (await get(d, '/v1/health/service/x')).json();
+    assert.equal('ModifyIndex' in e.Service || 'ModifyIndex' in e.Node || 'ModifyIndex' in e.Checks[0], false);
+  });
+});
+
+test('fact 29: uint64 indexes above 2^53 are printed, parsed and compared exactly', async () => {
+  const start = 2n ** 53n + 1n;
+  await withDouble({ startIndex: start }, async (d) => {
+    d.register({ id: 'big-1', name: 'big', port: 1 });
+    const first = await get(d, '/v1/health/service/big');
+    const idx = BigInt(first.index!);
+    assert.ok(idx > 2n ** 53n);
+    assert.equal(idx, d.serviceIndexBig('big'));
+    assert.notEqual(BigInt(Number(start)), start, 'a Number would round the start index');
+    assert.equal(d.serviceIndexes('big-1')!.createIndex, idx);
+    for (const p of ['/v1/health/service/none', '/v1/catalog/services', '/v1/catalog/service/big', '/v1/health/state/any', '/v1/agent/services', '/v1/status/leader']) {
+      assert.ok(BigInt((await get(d, p)).index!) >= start, p);
+    }
+
+    // JSON index fields are exact digits, not rounded Numbers.
+    const rows = await get(d, '/v1/catalog/service/big');
+    const created = /"CreateIndex":(\d+)/.exec(rows.text)?.[1];
+    const modified = /"ModifyIndex":(\d+)/.exec(rows.text)?.[1];
+    assert.equal(created, d.serviceIndexes('big-1')!.createIndex.toString());
+    assert.equal(modified, idx.toString());
+
+    // ?index below the current index answers at once; equal or above blocks until the index passes it.
+    const lower = await get(d, `/v1/health/service/big?index=${idx - 1n}&wait=60s`);
+    assert.equal(lower.index, idx.toString());
+    const heldEqual = get(d, `/v1/health/service/big?index=${idx}&wait=60s`);
+    const heldAbove = get(d, `/v1/health/service/big?index=${idx + 1n}&wait=60s`);
+    await d.waitForHeldQueries(2);
+    d.touch('big');
+    assert.equal(d.serviceIndexBig('big'), idx + 1n);
+    const eq = await heldEqual;
+    assert.equal(eq.index, (idx + 1n).toString());
+    assert.equal(d.heldQueries(), 1, 'index+1 is not greater than ?index=index+1: still held');
+    d.touch('big');
+    assert.equal((await heldAbove).index, (idx + 2n).toString());
+
+    // Non-uint64 indexes are rejected as Consul's strconv.ParseUint does.
+    for (const bad of ['abc', '1e3', '-1', '+5', '0x10', '1.0', ' 1', '18446744073709551616']) {
+      const a = await get(d, `/v1/health/service/big?index=${encodeURIComponent(bad)}`);
+      assert.equal(a.status, 400, bad);
+      assert.equal(a.text, 'Invalid index', bad);
+    }
+    const max = await get(d, '/v1/health/service/big?index=18446744073709551615&wait=10ms');
+    assert.equal(max.status, 200, 'the largest uint64 is a valid index');
+    assert.equal(max.index, (idx + 2n).toString());
+
+    // The official client (BigInt indexes) watches exactly: its ?index is the header it saw, digit for digit.
+    const consul = new Consul({ host: '127.0.0.1', port: d.port });
+    const watch = consul.watch({ method: consul.health.service, options: { service: 'big', wait: '5s' } as unknown as Record<string, string> });
+    const w = collect(watch);
+    try {
+      const one = await w.next();
+      assert.equal(one.index, d.serviceIndexBig('big').toString());
+      await d.waitForHeldQueries(1);
+      d.register({ id: 'big-2', name: 'big', port: 2 });
+      const two = await w.next();
+      assert.equal(two.index, d.serviceIndexBig('big').toString());
+      assert.deepEqual(ids(two.data), ['big-1', 'big-2']);
+      const sent = d.requests.filter((r) => r.path === '/v1/health/service/big' && r.query['index'] !== undefined).map((r) => String(r.query['index']));
+      assert.ok(sent.includes(one.index), `the client sent ${one.index} exactly (sent: ${sent.join(', ')})`);
+      assert.deepEqual(w.errors, []);
+    } finally {
+      watch.end();
+      consul.destroy();
+    }
+
+    // resetIndex takes a bigint too.
+    d.resetIndex(start);
+    assert.equal((await get(d, '/v1/health/service/big')).index, start.toString());
+  });
+  // Defaults unchanged: indexes start low.
+  await withDouble({}, async (d) => {
+    assert.ok(Number((await get(d, '/v1/catalog/services')).index) < 10);
+  });
+});

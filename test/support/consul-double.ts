@@ -6,6 +6,28 @@
 // instances, their checks, or their node's checks. catalog/services uses the services-table
 // index (any instance add/remove/modify, never check-status changes); health/state uses the
 // checks-table index. No-op writes do not bump; touch() bumps with identical data (fact 3).
+//
+// CONTRACT facts 26-29 (opt-in or backwards compatible; defaults behave as before):
+// - 26 consistency and leaders: route() rejects ?stale with ?consistent (400, text); consistencyOf()
+//   picks default/consistent/stale; finish() writes X-Consul-KnownLeader, X-Consul-LastContact (0 unless
+//   a stale read, then `lastContactMs`/setLastContact(), growing in real time while leaderless) and
+//   X-Consul-Effective-Consistency on catalog/health reads. setLeader(false) (option `leader: false`):
+//   default/consistent reads answer 500 "No cluster leader" (held ones at once, in blocking()'s render),
+//   stale reads keep answering and blocking with KnownLeader false; /v1/status/leader answers "".
+// - 27 cross-datacenter: option `datacenter` (default 'dc1', also every node's Datacenter), link()/unlink()
+//   or option `peers`. route() sends `?dc=<other>` on /v1/catalog/*, /v1/health/* and /v1/status/leader
+//   to forward(), which re-issues the request over HTTP to the linked double (blocking included: the
+//   peer holds it and its index, data and headers come back); the ACL check stays local (handle()) and
+//   the token is passed on. Unknown or unreachable datacenter: 500 "No path to datacenter".
+// - 28 re-registration: upsertService() keeps the record when nothing changed (no index moves); an
+//   address/port change stamps the service (ModifyIndex, per-service and catalog indexes) without touching
+//   checks, so health/state (checks table) does not move. putCheck()/changeStatus() stamp a check's own
+//   Create/ModifyIndex only when its status, fields or definition changed. catalog/service rows carry
+//   CreateIndex/ModifyIndex as in the fixture; option `raftIndexFields` adds them to health answers'
+//   Node, Service and Checks as real servers do. serviceIndexes()/checkIndexes() read them directly.
+// - 29 uint64 indexes: every index is a bigint (option `startIndex`, e.g. 2n ** 53n + 1n); blocking()
+//   parses ?index as a uint64 BigInt ("Invalid index" otherwise) and compares exactly; finish() prints
+//   X-Consul-Index exactly and jsonText() writes bigint JSON fields as exact digits.
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
@@ -50,6 +72,22 @@ export interface ConsulDoubleOptions {
   minDeregisterCriticalMs?: number;
   /** http_max_conns_per_client (default 200, as Consul); 0 = unlimited. */
   maxConnsPerClient?: number;
+  /** First raft index (default 1). Indexes are uint64: e.g. 2n ** 53n + 1n puts every index above 2^53 (fact 29). */
+  startIndex?: bigint | number;
+  /** Whether the cluster has a leader (default true); see setLeader() (fact 26). */
+  leader?: boolean;
+  /** X-Consul-LastContact (ms) on stale reads: the answering server is a follower (default 0 = the leader; fact 26). */
+  lastContactMs?: number;
+  /** Doubles of other datacenters to link with (both ways), as link() (fact 27). */
+  peers?: ConsulDouble[];
+  /** Add CreateIndex/ModifyIndex to Node, Service and Checks in health answers, as real servers do (the docs' samples omit them). */
+  raftIndexFields?: boolean;
+}
+
+export type Consistency = 'default' | 'consistent' | 'stale';
+export interface RaftIndexes {
+  createIndex: bigint;
+  modifyIndex: bigint;
 }
 
 export interface RecordedRequest {
@@ -99,6 +137,8 @@ interface CheckPub {
 
 interface NodeRec {
   pub: NodePub;
+  createIndex: bigint;
+  modifyIndex: bigint;
 }
 interface SvcRec {
   node: string;
@@ -108,8 +148,8 @@ interface SvcRec {
   datacenter: string;
   proxy: unknown;
   connect: unknown;
-  createIndex: number;
-  modifyIndex: number;
+  createIndex: bigint;
+  modifyIndex: bigint;
 }
 type CheckKind = 'http' | 'tcp' | 'ttl' | 'passive';
 interface CheckDef {
@@ -139,6 +179,9 @@ interface CheckRec {
   runner?: Runner;
   ttlTimer?: NodeJS.Timeout;
   reapTimer?: NodeJS.Timeout;
+  /** Raft indexes of this check's catalog row; putCheck() fills them in. */
+  createIndex?: bigint;
+  modifyIndex?: bigint;
 }
 
 type IndexKey = { kind: 'service'; name: string } | { kind: 'catalog' } | { kind: 'health' };
@@ -146,12 +189,15 @@ interface Reply {
   status: number;
   json?: unknown;
   text?: string;
-  index: number;
+  index: bigint;
   headers?: OutgoingHttpHeaders;
+  /** Set on catalog/health reads: drives X-Consul-Effective-Consistency and LastContact (fact 26). */
+  consistency?: Consistency;
 }
 interface Held {
   key: IndexKey;
-  min: number;
+  min: bigint;
+  consistency: Consistency;
   res: ServerResponse;
   render: () => Reply;
   timer: NodeJS.Timeout;
@@ -163,6 +209,11 @@ const MAX_WAIT_MS = 10 * 60_000;
 const TEXT = 'text/plain; charset=utf-8';
 const JSON_TYPE = 'application/json';
 const GARBAGE = '[{"Node":{"ID":"40e4a748-2192-161a-0510-9bf59fe950b5","Node":"foo';
+const U64_MAX = 2n ** 64n - 1n;
+const NO_LEADER = 'No cluster leader';
+const NO_PATH = 'No path to datacenter';
+/** Response headers a forwarded cross-datacenter answer brings back (fact 27). */
+const RELAYED = ['content-type', 'x-consul-index', 'x-consul-knownleader', 'x-consul-lastcontact', 'x-consul-effective-consistency', 'x-cache', 'age', 'allow'];
 const NODE_MAINT = '_node_maintenance';
 const SVC_MAINT_PREFIX = '_service_maintenance:';
 
@@ -208,6 +259,21 @@ function shaped<T extends object>(template: T, values: Partial<T>): T {
 }
 
 const clone = <T>(v: T): T => structuredClone(v);
+const maxBig = (a: bigint, b: bigint): bigint => (a > b ? a : b);
+const minBig = (a: bigint, b: bigint): bigint => (a < b ? a : b);
+
+// JSON with uint64 fields: bigints are written as exact digits, never through Number (fact 29).
+const BIG_MARK = '\u0000waygate-u64:';
+const BIG_RE = /"\\u0000waygate-u64:(\d+)"/g;
+export function jsonText(value: unknown): string {
+  let big = false;
+  const text = JSON.stringify(value, (_k, v: unknown) => {
+    if (typeof v !== 'bigint') return v;
+    big = true;
+    return BIG_MARK + v.toString();
+  });
+  return big ? text.replace(BIG_RE, '$1') : text;
+}
 const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 const skey = (node: string, id: string): string => `${node}\u0000${id}`;
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
@@ -264,6 +330,8 @@ class Txn {
   health = false;
   nodes = false;
   readonly stamp: SvcRec[] = [];
+  readonly stampChecks: CheckRec[] = [];
+  readonly stampNodes: NodeRec[] = [];
   get dirty(): boolean {
     return this.catalog || this.health || this.nodes || this.services.size > 0;
   }
@@ -289,13 +357,22 @@ export class ConsulDouble {
 
   private readonly agentNode: string;
   private readonly agentNodeAddress: string;
-  private readonly datacenter: string;
+  /** This double's datacenter: every node's Datacenter, and the `?dc=` it serves locally (fact 27). */
+  readonly datacenter: string;
   private readonly minCheckIntervalMs: number;
   private readonly minDeregisterCriticalMs: number;
   private readonly maxConnsPerClient: number;
   private jitterFraction: number;
   private aclToken: string | undefined;
   private fault: ConsulFault = null;
+  private leader: boolean;
+  private leaderLostAt = 0;
+  private lastContactMs: number;
+  private lastContactSetAt = 0;
+  private readonly raftIndexFields: boolean;
+  private readonly peers = new Map<string, ConsulDouble>();
+  private forwardAgent: http.Agent | undefined;
+  private readonly forwards = new Set<http.ClientRequest>();
 
   private readonly nodes = new Map<string, NodeRec>();
   private readonly services = new Map<string, SvcRec>();
@@ -305,12 +382,12 @@ export class ConsulDouble {
   private readonly checksByOwner = new Map<string, Set<CheckRec>>();
   private readonly servicesByNode = new Map<string, Set<string>>();
 
-  private raft = 0;
-  private readonly svcIdx = new Map<string, number>();
-  private extinctionIdx = 0;
-  private catalogIdx = 0;
-  private healthIdx = 0;
-  private nodesIdx = 0;
+  private raft = 0n;
+  private readonly svcIdx = new Map<string, bigint>();
+  private extinctionIdx = 0n;
+  private catalogIdx = 0n;
+  private healthIdx = 0n;
+  private nodesIdx = 0n;
 
   private server: http.Server | undefined;
   private _port = 0;
@@ -329,11 +406,20 @@ export class ConsulDouble {
     this.minCheckIntervalMs = opts.minCheckIntervalMs ?? 1000;
     this.minDeregisterCriticalMs = opts.minDeregisterCriticalMs ?? 60_000;
     this.maxConnsPerClient = opts.maxConnsPerClient ?? 200;
+    this.leader = opts.leader ?? true;
+    this.lastContactMs = opts.lastContactMs ?? 0;
+    this.raftIndexFields = opts.raftIndexFields ?? false;
+    const start = BigInt(opts.startIndex ?? 1);
+    if (start < 1n || start > U64_MAX) throw new Error('startIndex must be a uint64 >= 1');
+    // The first write (the agent's node, just below) takes startIndex.
+    this.raft = start - 1n;
+    if (!this.leader) this.leaderLostAt = Date.now();
     templates();
     const txn = new Txn();
     this.upsertNode(this.agentNode, this.agentNodeAddress, undefined, txn);
     this.apply(txn);
     if (opts.seedFixtures) this.seed();
+    if (opts.peers) this.link(...opts.peers);
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -364,6 +450,10 @@ export class ConsulDouble {
 
   async stop(): Promise<void> {
     this.running = false;
+    for (const f of this.forwards) f.destroy();
+    this.forwards.clear();
+    this.forwardAgent?.destroy();
+    this.forwardAgent = undefined;
     for (const c of this.allChecks()) this.stopRunner(c);
     for (const h of this.held) clearTimeout(h.timer);
     this.held.clear();
@@ -425,15 +515,53 @@ export class ConsulDouble {
   checkStatus(checkId: string, node?: string): string | undefined {
     return this.findCheck(checkId, node)?.pub.Status;
   }
-  /** Current X-Consul-Index of /v1/health/service/:name (>= 1). */
+  /** Current X-Consul-Index of /v1/health/service/:name (>= 1); a Number, so rounded above 2^53 (see serviceIndexBig). */
   serviceIndex(name: string): number {
-    return Math.max(1, this.indexFor({ kind: 'service', name }));
+    return Number(this.serviceIndexBig(name));
   }
   catalogIndex(): number {
-    return Math.max(1, this.catalogIdx);
+    return Number(this.catalogIndexBig());
   }
   healthIndex(): number {
-    return Math.max(1, this.healthIdx);
+    return Number(this.healthIndexBig());
+  }
+  /** Exact X-Consul-Index of /v1/health/service/:name (and catalog/service, health/checks). */
+  serviceIndexBig(name: string): bigint {
+    return maxBig(1n, this.indexFor({ kind: 'service', name }));
+  }
+  /** Exact X-Consul-Index of /v1/catalog/services (services table). */
+  catalogIndexBig(): bigint {
+    return maxBig(1n, this.catalogIdx);
+  }
+  /** Exact X-Consul-Index of /v1/health/state/* and /v1/health/node/* (checks table). */
+  healthIndexBig(): bigint {
+    return maxBig(1n, this.healthIdx);
+  }
+  /** The last raft index written (what agent and error answers carry). */
+  raftIndex(): bigint {
+    return maxBig(1n, this.raft);
+  }
+  /** CreateIndex/ModifyIndex of a service instance (fact 28); undefined when not registered. */
+  serviceIndexes(serviceId: string, node?: string): RaftIndexes | undefined {
+    const s = this.findService(serviceId, node);
+    return s ? { createIndex: s.createIndex, modifyIndex: s.modifyIndex } : undefined;
+  }
+  /** CreateIndex/ModifyIndex of a check (fact 28); undefined when not registered. */
+  checkIndexes(checkId: string, node?: string): RaftIndexes | undefined {
+    const c = this.findCheck(checkId, node);
+    return c ? { createIndex: c.createIndex ?? 0n, modifyIndex: c.modifyIndex ?? 0n } : undefined;
+  }
+  /** Whether the cluster has a leader (fact 26). */
+  hasLeader(): boolean {
+    return this.leader;
+  }
+  /** Cross-datacenter requests this double is forwarding right now (fact 27). */
+  inflightForwards(): number {
+    return this.forwards.size;
+  }
+  /** The linked double serving `datacenter`, if any. */
+  peer(datacenter: string): ConsulDouble | undefined {
+    return this.peers.get(datacenter);
   }
   async waitFor(pred: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
     const deadline = Date.now() + timeoutMs;
@@ -453,6 +581,56 @@ export class ConsulDouble {
   }
   setJitterFraction(fraction: number): void {
     this.jitterFraction = fraction;
+  }
+
+  /**
+   * Leader loss and recovery (fact 26). Without a leader, default and consistent reads answer
+   * 500 "No cluster leader" (held ones at once) and stale reads keep answering and blocking with
+   * X-Consul-KnownLeader false. Writes through the double still apply.
+   */
+  setLeader(on: boolean): void {
+    if (on === this.leader) return;
+    this.leader = on;
+    if (on) return;
+    this.leaderLostAt = Date.now();
+    for (const h of [...this.held]) if (h.consistency !== 'stale') this.answer(h);
+  }
+
+  /**
+   * X-Consul-LastContact of stale reads, in ms (fact 26). While leaderless it grows in real time from
+   * the later of the leader's loss and this call, as a follower's last contact does.
+   */
+  setLastContact(ms: number): void {
+    if (!Number.isFinite(ms) || ms < 0) throw new Error('setLastContact: ms must be >= 0');
+    this.lastContactMs = ms;
+    this.lastContactSetAt = Date.now();
+  }
+
+  private staleLastContact(): number {
+    if (this.leader) return Math.round(this.lastContactMs);
+    return Math.round(this.lastContactMs + Date.now() - Math.max(this.leaderLostAt, this.lastContactSetAt));
+  }
+
+  /**
+   * WAN-links doubles of other datacenters, both ways (fact 27): `?dc=<their datacenter>` on catalog and
+   * health reads is forwarded to them over HTTP. Throws on a datacenter name clash.
+   */
+  link(...others: ConsulDouble[]): void {
+    for (const o of others) {
+      if (o === this) continue;
+      if (o.datacenter === this.datacenter) throw new Error(`link: both doubles are datacenter ${o.datacenter}`);
+      const mine = this.peers.get(o.datacenter);
+      const theirs = o.peers.get(this.datacenter);
+      if ((mine && mine !== o) || (theirs && theirs !== this)) throw new Error(`link: datacenter ${o.datacenter} or ${this.datacenter} is already linked to another double`);
+      this.peers.set(o.datacenter, o);
+      o.peers.set(this.datacenter, this);
+    }
+  }
+
+  /** Removes a link made by link(); forwarding to it then answers 500 "No path to datacenter". */
+  unlink(other: ConsulDouble): void {
+    if (this.peers.get(other.datacenter) === other) this.peers.delete(other.datacenter);
+    if (other.peers.get(this.datacenter) === this) other.peers.delete(this.datacenter);
   }
 
   /**
@@ -598,15 +776,19 @@ export class ConsulDouble {
   }
 
   /** Indexes go backwards (snapshot restore); every held query answers at once with the lower index. */
-  resetIndex(to = 1): void {
-    this.raft = to;
-    for (const k of this.svcIdx.keys()) this.svcIdx.set(k, to);
-    this.extinctionIdx = Math.min(this.extinctionIdx, to);
-    this.catalogIdx = this.healthIdx = this.nodesIdx = to;
-    for (const s of this.services.values()) {
-      s.createIndex = Math.min(s.createIndex, to);
-      s.modifyIndex = Math.min(s.modifyIndex, to);
-    }
+  resetIndex(to: number | bigint = 1): void {
+    const t = BigInt(to);
+    this.raft = t;
+    for (const k of this.svcIdx.keys()) this.svcIdx.set(k, t);
+    this.extinctionIdx = minBig(this.extinctionIdx, t);
+    this.catalogIdx = this.healthIdx = this.nodesIdx = t;
+    const lower = (r: { createIndex?: bigint; modifyIndex?: bigint }): void => {
+      r.createIndex = minBig(r.createIndex ?? 0n, t);
+      r.modifyIndex = minBig(r.modifyIndex ?? 0n, t);
+    };
+    for (const s of this.services.values()) lower(s);
+    for (const n of this.nodes.values()) lower(n);
+    for (const c of this.allChecks()) lower(c);
     for (const h of [...this.held]) this.answer(h);
   }
 
@@ -677,12 +859,15 @@ export class ConsulDouble {
         existing.pub.Address = address;
         existing.pub.TaggedAddresses = nodeTagged(address);
         txn.nodes = true;
+        txn.stampNodes.push(existing);
         for (const s of this.servicesOnNode(name)) txn.services.add(s.pub.Service);
       }
       return existing;
     }
     const addr = address ?? '127.0.0.1';
     const rec: NodeRec = {
+      createIndex: 0n,
+      modifyIndex: 0n,
       pub:
         pub ??
         shaped(templates().node, {
@@ -696,6 +881,7 @@ export class ConsulDouble {
     };
     this.nodes.set(name, rec);
     txn.nodes = true;
+    txn.stampNodes.push(rec);
     this.putCheck(this.serfCheck(name, 'passing'), txn);
     return rec;
   }
@@ -760,8 +946,8 @@ export class ConsulDouble {
       datacenter: this.datacenter,
       proxy: prev?.proxy ?? clone(templates().catalogProxy),
       connect: prev?.connect ?? clone(templates().catalogConnect),
-      createIndex: prev?.createIndex ?? 0,
-      modifyIndex: prev?.modifyIndex ?? 0,
+      createIndex: prev?.createIndex ?? 0n,
+      modifyIndex: prev?.modifyIndex ?? 0n,
     };
     if (prev && sameJson(prev.pub, rec.pub) && prev.enableTagOverride === rec.enableTagOverride && prev.viaAgent === rec.viaAgent) {
       return prev;
@@ -779,13 +965,15 @@ export class ConsulDouble {
     txn.catalog = true;
     txn.services.add(pub.Service);
     txn.stamp.push(rec);
-    // Checks carry the service's name and tags.
+    // Checks carry the service's name and tags: only those changes rewrite them (an address or port
+    // change leaves the checks, and so the checks-table index, alone: fact 28).
     if (prev) {
       for (const c of this.serviceChecks(prev)) {
         if (c.pub.ServiceName !== pub.Service || !sameJson(c.pub.ServiceTags, pub.Tags)) {
           c.pub.ServiceName = pub.Service;
           c.pub.ServiceTags = [...pub.Tags];
           txn.health = true;
+          txn.stampChecks.push(c);
         }
       }
     }
@@ -826,7 +1014,13 @@ export class ConsulDouble {
     }
     m.set(c.pub.CheckID, c);
     this.indexSet(this.checksByOwner, skey(c.node, c.pub.ServiceID), c, true);
-    if (!prev || !sameJson(prev.pub, c.pub)) this.affected(c, txn);
+    c.createIndex = prev?.createIndex ?? 0n;
+    c.modifyIndex = prev?.modifyIndex ?? 0n;
+    // A check is rewritten when its fields or its definition changed (ensureCheckTxn; fact 28).
+    if (!prev || !sameJson(prev.pub, c.pub) || !sameJson(prev.def, c.def)) {
+      this.affected(c, txn);
+      txn.stampChecks.push(c);
+    }
     if (this.running) this.startRunner(c);
   }
 
@@ -846,6 +1040,7 @@ export class ConsulDouble {
     c.pub.Status = status;
     c.pub.Output = output;
     this.affected(c, txn);
+    txn.stampChecks.push(c);
     this.armReaper(c);
   }
 
@@ -856,9 +1051,9 @@ export class ConsulDouble {
   private apply(txn: Txn): void {
     if (!txn.dirty) return;
     const idx = ++this.raft;
-    for (const s of txn.stamp) {
-      if (s.createIndex === 0) s.createIndex = idx;
-      s.modifyIndex = idx;
+    for (const r of [...txn.stamp, ...txn.stampChecks, ...txn.stampNodes]) {
+      if (!r.createIndex) r.createIndex = idx;
+      r.modifyIndex = idx;
     }
     for (const name of txn.services) {
       if (this.byName.has(name)) this.svcIdx.set(name, idx);
@@ -870,7 +1065,7 @@ export class ConsulDouble {
     this.wake();
   }
 
-  private indexFor(key: IndexKey): number {
+  private indexFor(key: IndexKey): bigint {
     switch (key.kind) {
       case 'catalog':
         return this.catalogIdx;
@@ -880,7 +1075,7 @@ export class ConsulDouble {
         const idx = this.svcIdx.get(key.name);
         if (idx !== undefined) return idx;
         // A missing service reports the last service-extinction index, else the tables' max (as Consul's state store).
-        return this.extinctionIdx > 0 ? this.extinctionIdx : Math.max(this.catalogIdx, this.healthIdx, this.nodesIdx);
+        return this.extinctionIdx > 0n ? this.extinctionIdx : maxBig(this.catalogIdx, maxBig(this.healthIdx, this.nodesIdx));
       }
     }
   }
@@ -1050,8 +1245,15 @@ export class ConsulDouble {
       if (!node) continue;
       const checks = [...this.serviceChecks(s), ...this.nodeChecks(s.node)];
       if (passingOnly && checks.some((c) => c.pub.Status !== 'passing')) continue;
-      out.push({ Node: clone(node.pub), Service: clone(s.pub), Checks: checks.map((c) => clone(c.pub)) });
+      out.push({ Node: this.withRaft(node.pub, node), Service: this.withRaft(s.pub, s), Checks: checks.map((c) => this.withRaft(c.pub, c)) });
     }
+    return out;
+  }
+
+  /** A clone of `pub`, plus CreateIndex/ModifyIndex when the raftIndexFields option is on (fact 28). */
+  private withRaft<T extends object>(pub: T, r: { createIndex?: bigint; modifyIndex?: bigint }): T {
+    const out = clone(pub);
+    if (this.raftIndexFields) Object.assign(out, { CreateIndex: r.createIndex ?? 0n, ModifyIndex: r.modifyIndex ?? 0n });
     return out;
   }
 
@@ -1132,7 +1334,7 @@ export class ConsulDouble {
     return this.allChecks()
       .filter(filter)
       .sort((a, b) => cmp(a.node, b.node) || cmp(a.pub.CheckID, b.pub.CheckID))
-      .map((c) => clone(c.pub));
+      .map((c) => this.withRaft(c.pub, c));
   }
 
   // ---------------------------------------------------------------- HTTP
@@ -1182,15 +1384,19 @@ export class ConsulDouble {
     let m: RegExpExecArray | null;
 
     if (method === 'GET') {
-      const dc = one(q['dc']);
-      if (dc && dc !== this.datacenter) return text(500, 'No path to datacenter');
+      // The agent parses consistency before the RPC is routed to a datacenter (fact 26).
       if (q['stale'] !== undefined && q['consistent'] !== undefined) return text(400, 'Cannot specify ?stale with ?consistent, conflicting semantics.');
+      const dc = one(q['dc']);
+      // Catalog, health and status reads are RPCs routed by datacenter; agent endpoints are local and ignore ?dc (fact 27).
+      const routed = p.startsWith('/v1/catalog/') || p.startsWith('/v1/health/') || p === '/v1/status/leader';
+      if (routed && dc && dc !== this.datacenter) return this.forward(dc, req, res);
     }
     const extra: OutgoingHttpHeaders | undefined = q['cached'] !== undefined ? { 'X-Cache': 'MISS', Age: '0' } : undefined;
 
     if (p === '/v1/status/leader') {
       if (wrongMethod('GET')) return;
-      return this.finish(res, { status: 200, json: '127.0.0.1:8300', index: this.raft });
+      // Status.Leader answers "" while the cluster has no leader.
+      return this.finish(res, { status: 200, json: this.leader ? '127.0.0.1:8300' : '', index: this.raft });
     }
     if ((m = /^\/v1\/health\/service\/([^/]+)$/.exec(p))) {
       if (wrongMethod('GET')) return;
@@ -1300,6 +1506,60 @@ export class ConsulDouble {
     }
     req.resume();
     text(404, `404 page not found`);
+  }
+
+  /**
+   * Cross-datacenter read (fact 27): re-issued over HTTP to the linked double of `dc`, as the agent
+   * forwards the RPC to a server there; that server answers (and holds a blocking query) with its own
+   * data, index and headers. Aborting the client's request aborts the forwarded one.
+   */
+  private forward(dc: string, req: IncomingMessage, res: ServerResponse): void {
+    req.resume();
+    const noPath = (): void => this.finish(res, { status: 500, text: NO_PATH, index: 0n });
+    const peer = this.peers.get(dc);
+    if (!peer || peer._port === 0) return noPath();
+    const headers: OutgoingHttpHeaders = { Accept: 'application/json' };
+    for (const h of ['x-consul-token', 'authorization']) {
+      const v = req.headers[h];
+      if (typeof v === 'string') headers[h] = v;
+    }
+    this.forwardAgent ??= new http.Agent({ keepAlive: true });
+    const out = http.request({ host: '127.0.0.1', port: peer._port, method: 'GET', path: req.url ?? '/', headers, agent: this.forwardAgent });
+    this.forwards.add(out);
+    const done = (): void => {
+      this.forwards.delete(out);
+    };
+    const onClientGone = (): void => {
+      if (!res.writableEnded) out.destroy();
+    };
+    res.once('close', onClientGone);
+    out.on('response', (up) => {
+      const chunks: Buffer[] = [];
+      up.on('data', (b: Buffer) => chunks.push(b));
+      up.on('error', () => {
+        done();
+        res.destroy();
+      });
+      up.on('end', () => {
+        done();
+        if (res.writableEnded || res.destroyed) return;
+        const body = Buffer.concat(chunks);
+        const relayed: OutgoingHttpHeaders = { 'Content-Length': body.length };
+        for (const h of RELAYED) {
+          const v = up.headers[h];
+          if (v !== undefined) relayed[h] = v;
+        }
+        res.writeHead(up.statusCode ?? 502, relayed);
+        res.end(body);
+      });
+    });
+    out.on('error', () => {
+      done();
+      // Refused, reset or the peer went away: the datacenter cannot be reached.
+      if (!res.headersSent) noPath();
+      else res.destroy();
+    });
+    out.end();
   }
 
   private localService(id: string): SvcRec | undefined {
@@ -1528,10 +1788,12 @@ export class ConsulDouble {
   private blocking(res: ServerResponse, q: Record<string, string | string[]>, key: IndexKey, body: () => unknown, extra?: OutgoingHttpHeaders): void {
     const idxRaw = one(q['index']);
     const waitRaw = one(q['wait']);
-    let min = 0;
+    let min = 0n;
     if (idxRaw !== undefined && idxRaw !== '') {
-      if (!/^\d+$/.test(idxRaw)) return this.finish(res, { status: 400, text: 'Invalid index', index: this.raft });
-      min = Number(idxRaw);
+      // strconv.ParseUint(idx, 10, 64): exact, no sign, no exponent, at most 2^64-1 (fact 29).
+      const idx = /^\d+$/.test(idxRaw) ? BigInt(idxRaw) : undefined;
+      if (idx === undefined || idx > U64_MAX) return this.finish(res, { status: 400, text: 'Invalid index', index: this.raft });
+      min = idx;
     }
     let waitMs = DEFAULT_WAIT_MS;
     if (waitRaw !== undefined && waitRaw !== '') {
@@ -1539,16 +1801,19 @@ export class ConsulDouble {
       if (w === undefined) return this.finish(res, { status: 400, text: 'Invalid wait time', index: this.raft });
       if (w > 0) waitMs = Math.min(w, MAX_WAIT_MS);
     }
+    const consistency = consistencyOf(q);
     const render = (): Reply => {
-      const r: Reply = { status: 200, json: body(), index: this.indexFor(key) };
+      // Default and consistent reads need the leader; stale reads are answered by any server (fact 26).
+      if (!this.leader && consistency !== 'stale') return { status: 500, text: NO_LEADER, index: 0n };
+      const r: Reply = { status: 200, json: body(), index: this.indexFor(key), consistency };
       if (extra) r.headers = extra;
       return r;
     };
-    if (min === 0 || this.fault === 'garbage' || this.fault === 'no-index' || this.indexFor(key) > min) {
+    if (min === 0n || !(this.leader || consistency === 'stale') || this.fault === 'garbage' || this.fault === 'no-index' || this.indexFor(key) > min) {
       return this.finish(res, render());
     }
     const jitter = this.jitterFraction > 0 ? Math.random() * waitMs * this.jitterFraction : 0;
-    const h: Held = { key, min, res, render, timer: setTimeout(() => this.answer(h), waitMs + jitter) };
+    const h: Held = { key, min, consistency, res, render, timer: setTimeout(() => this.answer(h), waitMs + jitter) };
     h.timer.unref();
     this.held.add(h);
     res.once('close', () => {
@@ -1594,18 +1859,20 @@ export class ConsulDouble {
       payload = r.text;
       type = TEXT;
     } else {
-      payload = r.json === undefined ? '' : JSON.stringify(r.json);
+      payload = r.json === undefined ? '' : jsonText(r.json);
       type = JSON_TYPE;
     }
     const headers: OutgoingHttpHeaders = {
       'Content-Type': type,
       'Content-Length': Buffer.byteLength(payload),
-      'X-Consul-KnownLeader': 'true',
-      'X-Consul-LastContact': '0',
+      // The leader (default/consistent reads, writes) reports 0; a stale read may be answered by a follower (fact 26).
+      'X-Consul-KnownLeader': String(this.leader),
+      'X-Consul-LastContact': String(r.consistency === 'stale' && fault === null ? this.staleLastContact() : 0),
       ...(fault === null ? r.headers : {}),
     };
-    // Consul never reports an index below 1 (fact 4).
-    if (fault !== 'no-index') headers['X-Consul-Index'] = String(Math.max(1, r.index));
+    if (fault === null && r.consistency !== undefined) headers['X-Consul-Effective-Consistency'] = r.consistency;
+    // Consul never reports an index below 1 (fact 4); uint64, printed exactly (fact 29).
+    if (fault !== 'no-index') headers['X-Consul-Index'] = maxBig(1n, r.index).toString();
     res.writeHead(status, headers);
     res.end(payload);
   }
@@ -1653,11 +1920,13 @@ export class ConsulDouble {
       const rec = this.upsertService(nodeName, pub, { viaAgent: false, enableTagOverride: e['ServiceEnableTagOverride'] === true }, txn, pub);
       rec.proxy = clone(e['ServiceProxy']);
       rec.connect = clone(e['ServiceConnect']);
-      const at = Number(e['ModifyIndex']);
-      if (Number.isFinite(at) && at > this.raft + 1) this.raft = at - 1;
+      const big = (v: unknown): bigint | undefined => (typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? BigInt(v) : undefined);
+      const at = big(e['ModifyIndex']);
+      if (at !== undefined && at > this.raft + 1n) this.raft = at - 1n;
       this.apply(txn);
-      const created = Number(e['CreateIndex']);
-      if (Number.isFinite(created) && created <= rec.modifyIndex) rec.createIndex = created;
+      const created = big(e['CreateIndex']);
+      // Only when the documented ModifyIndex was honoured (a higher startIndex is already past it).
+      if (created !== undefined && rec.modifyIndex === at && created <= rec.modifyIndex) rec.createIndex = created;
     }
     // agent-services.json: the agent's own registrations (no checks documented).
     {
@@ -1705,6 +1974,13 @@ export class ConsulDouble {
       this.apply(txn);
     }
   }
+}
+
+/** ?stale and ?consistent are flags: presence counts, whatever the value (agent/http.go parseConsistency). */
+function consistencyOf(q: Record<string, string | string[]>): Consistency {
+  if (q['stale'] !== undefined) return 'stale';
+  if (q['consistent'] !== undefined) return 'consistent';
+  return 'default';
 }
 
 function passiveDef(): CheckDef {
