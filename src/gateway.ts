@@ -18,6 +18,7 @@ import { BreakerClock } from './resilience/breakers.ts';
 import { RetryBudget } from './resilience/retry-budget.ts';
 import { createBalancer } from './routing/balancers/index.ts';
 import { ServicePool } from './routing/service-pool.ts';
+import type { SplitBackend } from './routing/split.ts';
 import { type RouteEntry, RouteTable } from './routing/table.ts';
 
 export interface GatewayOptions {
@@ -126,12 +127,31 @@ export class Gateway {
   buildTable(routes: readonly RouteConfig[]): RouteTable {
     const entries: RouteEntry[] = [];
     for (const route of routes) {
+      const budget = new RetryBudget(route.retryBudget.percent, route.retryBudget.minConcurrent);
+      if (route.split) {
+        const backends: SplitBackend[] = [];
+        for (const backend of route.split) {
+          const pool = this.poolFor({ ...route, service: backend.service, tags: backend.tags, meta: backend.meta });
+          if (pool) backends.push({ pool, balancer: this.balancerFor(route, pool), weight: backend.weight });
+        }
+        if (backends.length === 0) continue;
+        entries.push({ route, pool: backends[0]!.pool, balancer: backends[0]!.balancer, budget, backends });
+        continue;
+      }
       const pool = this.poolFor(route);
       if (!pool) continue;
-      const balancer = createBalancer(route.loadBalancer, { inflight: (id) => pool.inflight(id), random: Math.random });
-      entries.push({ route, pool, balancer, budget: new RetryBudget(route.retryBudget.percent, route.retryBudget.minConcurrent) });
+      entries.push({ route, pool, balancer: this.balancerFor(route, pool), budget });
     }
     return new RouteTable(entries);
+  }
+
+  private balancerFor(route: RouteConfig, pool: ServicePool) {
+    return createBalancer(route.loadBalancer, { inflight: (id) => pool.inflight(id), random: Math.random });
+  }
+
+  /** Every service a route reads: its own, or each split backend's. */
+  private static servicesOf(route: RouteConfig): string[] {
+    return route.split ? route.split.map((backend) => backend.service) : [route.service];
   }
 
   private poolFor(route: RouteConfig): ServicePool | undefined {
@@ -168,7 +188,7 @@ export class Gateway {
   setRoutes(routes: readonly RouteConfig[]): void {
     this.routesKey = routes.map((route) => `${route.name}|${route.match.pathPrefix}|${route.stripPrefix}`).join('\n');
     for (const registry of this.registries) {
-      registry.track?.(routes.filter((route) => this.registryFor(route.service) === registry).map((route) => route.service));
+      registry.track?.(routes.flatMap((route) => Gateway.servicesOf(route)).filter((service) => this.registryFor(service) === registry));
     }
     this.table = this.buildTable(routes);
     this.retireUnusedPools();
@@ -176,7 +196,7 @@ export class Gateway {
 
   /** Pools no route uses any more (a tag route went away) are dropped; their breakers stop after in-flight requests had time to end. */
   private retireUnusedPools(): void {
-    const used = new Set(this.table.entries.map((entry) => entry.pool));
+    const used = new Set(this.table.entries.flatMap((entry) => entry.backends ? entry.backends.map((backend) => backend.pool) : [entry.pool]));
     for (const [key, pool] of this.pools) {
       if (used.has(pool)) continue;
       this.pools.delete(key);
@@ -216,12 +236,15 @@ export class Gateway {
   describeRoutes(): unknown {
     const now = Date.now();
     const services: Record<string, unknown> = {};
-    for (const entry of this.table.entries) {
-      const pool = entry.pool;
-      if (services[pool.name]) continue;
+    for (const pool of new Set(this.table.entries.flatMap((entry) => entry.backends ? entry.backends.map((backend) => backend.pool) : [entry.pool]))) {
+      // The first pool of a service keeps the plain name; other subsets of it (split backends, tags, meta) add their label.
+      const key = services[pool.name] ? `${pool.name}[${pool.subsetLabel}]` : pool.name;
+      if (services[key]) continue;
       const registry = this.registries.find((candidate) => candidate.name === pool.registry);
       const status = registry?.serviceStatus?.(pool.name) ?? registry?.status();
-      services[pool.name] = {
+      services[key] = {
+        service: pool.name,
+        subset: pool.subsetLabel,
         registry: pool.registry,
         lastSyncAt: status?.lastSyncAt ? new Date(status.lastSyncAt).toISOString() : null,
         lastError: status?.lastError ?? null,
@@ -237,6 +260,7 @@ export class Gateway {
         service: route.service,
         tags: route.tags,
         meta: route.meta ?? {},
+        ...(route.split ? { split: route.split.map((backend) => ({ service: backend.service, tags: backend.tags, meta: backend.meta ?? {}, weight: backend.weight })) } : {}),
         stripPrefix: route.stripPrefix,
         loadBalancer: route.loadBalancer,
         timeoutMs: route.timeoutMs,

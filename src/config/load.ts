@@ -32,6 +32,7 @@ import type {
   AdminConfig,
   ListenConfig,
   ServerConfig,
+  SplitBackend,
   UpstreamTlsConfig,
   RetryCondition,
   RouteConfig,
@@ -783,11 +784,18 @@ class Resolver {
         else names.set(name, i);
       }
 
-      const service = typeof raw['service'] === 'string' ? raw['service'] : '';
+      const split = Array.isArray(raw['split']) ? this.split(raw['split'], [...path, 'split']) : undefined;
+      if (split !== undefined && raw['service'] !== undefined) this.report([...path, 'split'], 'use either service or split, not both');
+      if (split === undefined && raw['service'] === undefined) this.report([...path, 'service'], 'is required');
+      const service = typeof raw['service'] === 'string' ? raw['service'] : split?.[0]?.service ?? '';
       // With Consul, services appear at runtime, so only static-only configs can be checked here.
-      if (!hasConsul && service !== '' && SERVICE_NAME.test(service) && !Object.hasOwn(services, service)) {
-        this.report([...path, 'service'], `unknown service "${service}" (not in registry.static.services)`);
-      }
+      const checkService = (name: string, at: readonly Segment[]) => {
+        if (!hasConsul && name !== '' && SERVICE_NAME.test(name) && !Object.hasOwn(services, name)) {
+          this.report(at, `unknown service "${name}" (not in registry.static.services)`);
+        }
+      };
+      if (split === undefined) checkService(service, [...path, 'service']);
+      else split.forEach((backend, b) => checkService(backend.service, [...path, 'split', b, 'service']));
 
       const lb = (BALANCERS as readonly unknown[]).includes(raw['loadBalancer'])
         ? (raw['loadBalancer'] as BalancerName)
@@ -802,14 +810,31 @@ class Resolver {
           stripPrefix: asBool(raw['stripPrefix']) ?? DEFAULTS.route.stripPrefix,
           loadBalancer: lb,
           hashKey,
-          tags: asStringList(raw['tags']) ?? [...DEFAULTS.route.tags],
-          ...optional('meta', stringMap(raw['meta'])),
+          tags: split?.[0]?.tags ? [...split[0].tags] : asStringList(raw['tags']) ?? [...DEFAULTS.route.tags],
+          ...optional('meta', split ? split[0]?.meta : stringMap(raw['meta'])),
+          ...optional('split', split),
           ...this.routeDefaults(raw, defaults, path),
           source: 'yaml' as const,
         }),
       );
     });
     return routes;
+  }
+
+  private split(items: unknown[], path: readonly Segment[]): SplitBackend[] {
+    const backends: SplitBackend[] = [];
+    for (const item of items) {
+      const raw = asObj(item);
+      if (typeof raw['service'] !== 'string') continue; // the schema reported it
+      backends.push(compact({
+        service: raw['service'],
+        tags: asStringList(raw['tags']) ?? [],
+        meta: stringMap(raw['meta']),
+        weight: asInt(raw['weight'], 0) ?? 0,
+      }));
+    }
+    if (backends.length > 0 && backends.every((backend) => backend.weight === 0)) this.report(path, 'needs at least one backend with a weight above 0');
+    return backends;
   }
 
   private match(rawValue: unknown, path: readonly Segment[]): RouteMatch {

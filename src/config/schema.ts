@@ -85,6 +85,8 @@ const routeDefaultProperties: Record<string, SchemaObject> = {
   maxInFlight: int(1),
 };
 
+const metaMap: SchemaObject = { type: 'object', additionalProperties: { type: 'string' }, 'x-reasons': { type: 'must map Service.Meta keys to string values' } };
+
 const upstreamTls = mapping({ ca: text, serverName: text, insecureSkipVerify: bool });
 
 const instance: SchemaObject = {
@@ -163,10 +165,16 @@ const route = mapping(
     loadBalancer: { enum: [...BALANCERS] },
     hashKey: { type: 'string', pattern: HASH_KEY_PATTERN, 'x-reasons': { pattern: 'must be header:NAME, cookie:NAME or ip' } },
     tags: textList,
-    meta: { type: 'object', additionalProperties: { type: 'string' }, 'x-reasons': { type: 'must map Service.Meta keys to string values' } },
+    meta: metaMap,
+    split: {
+      type: 'array',
+      minItems: 1,
+      items: mapping({ service: serviceName, tags: textList, meta: metaMap, weight: int(0) }, ['service', 'weight']),
+      'x-reasons': { minItems: 'must list at least one backend' },
+    },
     ...routeDefaultProperties,
   },
-  ['name', 'match', 'service'],
+  ['name', 'match'],
 );
 
 export const configSchema: SchemaObject = mapping(

@@ -146,6 +146,14 @@ export interface RouteDefaults {
   readonly maxInFlight?: number | undefined;
 }
 
+/** One backend of a traffic split: a service subset and its share of the requests. */
+export interface SplitBackend {
+  readonly service: string;
+  readonly tags: readonly string[];
+  readonly meta?: Readonly<Record<string, string>> | undefined;
+  readonly weight: number;
+}
+
 export interface RouteMatch {
   readonly pathPrefix: string;
   readonly host?: string | undefined;
@@ -169,6 +177,8 @@ export interface RouteConfig extends RouteDefaults {
   readonly tags: readonly string[];
   /** Service.Meta pairs every instance must carry (a subset, as tags). */
   readonly meta?: Readonly<Record<string, string>> | undefined;
+  /** Weighted backends instead of one service; `service`, `tags` and `meta` then describe the first. */
+  readonly split?: readonly SplitBackend[] | undefined;
   /** Where the route was declared. */
   readonly source: 'yaml' | 'consul-tags';
 }

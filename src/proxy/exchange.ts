@@ -3,6 +3,9 @@ import type { BreakerPermit } from '../resilience/breakers.ts';
 import type { RetrySlot } from '../resilience/retry-budget.ts';
 import { classifyAttemptError, retryAllowed, retryBackoffMs } from '../resilience/retry-policy.ts';
 import type { Instance } from '../registry/types.ts';
+import type { Balancer } from '../routing/balancers/types.ts';
+import type { ServicePool } from '../routing/service-pool.ts';
+import { chooseBackend } from '../routing/split.ts';
 import type { RouteEntry } from '../routing/table.ts';
 import { Attempt, type AttemptListener } from './attempt.ts';
 
@@ -22,9 +25,9 @@ export interface ClientSide {
   fail(error: GatewayError): void;
 }
 
-/** The upstream half: sends the request to one instance with `attempt` as the response handler. */
+/** The upstream half: sends the request to one instance (of `pool`) with `attempt` as the response handler. */
 export interface UpstreamSide {
-  send(attempt: Attempt, instance: Instance): void;
+  send(attempt: Attempt, instance: Instance, pool: ServicePool): void;
 }
 
 export interface ExchangeEnv {
@@ -70,6 +73,9 @@ export class Exchange implements AttemptListener {
   private counted = false;
   /** True when the client left before its response was complete (counted as 499). */
   aborted = false;
+  /** The pool and balancer this request uses: the route's, or the split backend chosen at start. */
+  private pool: ServicePool;
+  private balancer: Balancer;
 
   constructor(
     private readonly entry: RouteEntry,
@@ -77,7 +83,10 @@ export class Exchange implements AttemptListener {
     private readonly client: ClientSide,
     private readonly upstream: UpstreamSide,
     private readonly env: ExchangeEnv,
-  ) {}
+  ) {
+    this.pool = entry.pool;
+    this.balancer = entry.balancer;
+  }
 
   get done(): boolean {
     return this.phase === 'done';
@@ -94,7 +103,15 @@ export class Exchange implements AttemptListener {
     }
     this.env.load.inflight += 1;
     this.counted = true;
-    this.entry.budget.requestStarted(this.env.now());
+    const now = this.env.now();
+    this.entry.budget.requestStarted(now);
+    if (this.entry.backends) {
+      const panic = this.entry.route.panicThreshold;
+      // Retries stay in the chosen backend: each backend is a subset with its own breakers.
+      const backend = chooseBackend(this.entry.backends, this.env.random, ({ pool }) => pool.select(undefined, panic, now).kind === 'candidates');
+      this.pool = backend.pool;
+      this.balancer = backend.balancer;
+    }
     this.next();
   }
 
@@ -114,7 +131,8 @@ export class Exchange implements AttemptListener {
   }
 
   private next(): void {
-    const { route, pool, balancer } = this.entry;
+    const { route } = this.entry;
+    const { pool, balancer } = this;
     const now = this.env.now();
     for (;;) {
       if (this.phase !== 'forwarding') return;
@@ -143,7 +161,7 @@ export class Exchange implements AttemptListener {
       const attempt = new Attempt(this, runtime, permit, slot, pool, this.env.now);
       this.current = attempt;
       try {
-        this.upstream.send(attempt, instance);
+        this.upstream.send(attempt, instance, pool);
       } catch (error) {
         attempt.settle('rejected'); // the request itself cannot be sent (e.g. a header undici refuses)
         this.fail(new GatewayError('BAD_REQUEST', { detail: (error as Error).message }));
@@ -155,18 +173,18 @@ export class Exchange implements AttemptListener {
   onAttemptHeaders(attempt: Attempt, status: number, rawHeaders: Buffer[]): boolean {
     if (status < 200 || status > 599) {
       attempt.settle('failure');
-      this.fail(new GatewayError('UPSTREAM_INVALID_RESPONSE', { detail: `${this.entry.pool.name} answered status ${status}` }));
+      this.fail(new GatewayError('UPSTREAM_INVALID_RESPONSE', { detail: `${this.pool.name} answered status ${status}` }));
       return false;
     }
     if (status >= 502 && status <= 504 && retryAllowed(status, this.request.method, this.entry.route.retryOn) && this.mayRetry(false)) {
       attempt.settle('failure');
-      this.lastFailure = new GatewayError('UPSTREAM_UNAVAILABLE', { detail: `${this.entry.pool.name} answered ${status}` });
+      this.lastFailure = new GatewayError('UPSTREAM_UNAVAILABLE', { detail: `${this.pool.name} answered ${status}` });
       this.retryAfter(attempt);
       return false;
     }
     if (!this.client.respond(status, rawHeaders)) {
       attempt.settle('failure');
-      this.fail(new GatewayError('UPSTREAM_INVALID_RESPONSE', { detail: `${this.entry.pool.name} sent headers that cannot be relayed` }));
+      this.fail(new GatewayError('UPSTREAM_INVALID_RESPONSE', { detail: `${this.pool.name} sent headers that cannot be relayed` }));
       return false;
     }
     this.phase = 'streaming';
@@ -197,7 +215,7 @@ export class Exchange implements AttemptListener {
       return;
     }
     attempt.settle(outcome);
-    const service = this.entry.pool.name;
+    const service = this.pool.name;
     if (failure === 'timeout') return this.fail(new GatewayError('UPSTREAM_TIMEOUT', { detail: service, cause: error }));
     if (failure === 'invalid-response') return this.fail(new GatewayError('UPSTREAM_INVALID_RESPONSE', { detail: `${service}: ${error.message}`, cause: error }));
     this.lastFailure = new GatewayError('UPSTREAM_UNAVAILABLE', { detail: service, cause: error });

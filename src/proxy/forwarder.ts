@@ -55,7 +55,7 @@ export class Forwarder {
   forward(req: IncomingMessage, res: ServerResponse, ctx: ProxyContext, facts: RequestOrigin, body: RequestBody): void {
     if (res.destroyed) return; // the client left while its body was being read
     const env = this.envFor(ctx.entry);
-    const io = new NodeExchangeIO(req, res, ctx, facts, body, this.deps.dispatcher, this.deps.maxBodySize, env.tls);
+    const io = new NodeExchangeIO(req, res, ctx, facts, body, this.deps.dispatcher, this.deps.maxBodySize, env.tls, this.deps.tlsFor);
     const exchange = new Exchange(ctx.entry, { method: req.method!, hashKey: ctx.hashKey, replayable: body !== 'stream' }, io, io, env);
     io.exchange = exchange;
     ctx.exchange = exchange;
@@ -114,6 +114,7 @@ class NodeExchangeIO implements ClientSide, UpstreamSide {
     private readonly dispatcher: AttemptDispatcher,
     private readonly maxBodySize: number,
     private readonly tls: UpstreamTls,
+    private readonly tlsFor: (pool: ServicePool) => UpstreamTls,
   ) {
     this.headers = upstreamRequestHeaders(req.rawHeaders, facts);
   }
@@ -122,7 +123,7 @@ class NodeExchangeIO implements ClientSide, UpstreamSide {
     return this.res.destroyed;
   }
 
-  send(attempt: Attempt, instance: Instance): void {
+  send(attempt: Attempt, instance: Instance, pool: ServicePool): void {
     const { route } = this.ctx.entry;
     const options: Dispatcher.DispatchOptions = {
       origin: instance.url,
@@ -133,7 +134,7 @@ class NodeExchangeIO implements ClientSide, UpstreamSide {
       headersTimeout: route.timeoutMs,
       bodyTimeout: route.timeoutMs,
     };
-    this.dispatcher.dispatch(route.connectTimeoutMs, this.tls, options, attempt as unknown as Dispatcher.DispatchHandler);
+    this.dispatcher.dispatch(route.connectTimeoutMs, pool === this.ctx.entry.pool ? this.tls : this.tlsFor(pool), options, attempt as unknown as Dispatcher.DispatchHandler);
   }
 
   /** undici destroys a body stream on error; a stream of our own in between keeps it off the client's socket. */

@@ -111,6 +111,11 @@ export class ServicePool {
     });
   }
 
+  /** The subset this pool serves: its required tags and meta pairs, sorted ("" for the whole service). */
+  get subsetLabel(): string {
+    return this.tagsLabel;
+  }
+
   runtime(id: string): InstanceRuntime | undefined {
     return this.runtimes.get(id);
   }

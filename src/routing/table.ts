@@ -4,13 +4,17 @@ import type { Balancer } from './balancers/types.ts';
 import type { RequestFacts } from './match.ts';
 import { RouteIndex } from './route-index.ts';
 import type { ServicePool } from './service-pool.ts';
+import type { SplitBackend } from './split.ts';
 
 /** A route with everything a request needs to be served by it. */
 export interface RouteEntry {
   readonly route: RouteConfig;
+  /** The route's pool; with a split, the first backend's (each request picks its own, see `backends`). */
   readonly pool: ServicePool;
   readonly balancer: Balancer;
   readonly budget: RetryBudget;
+  /** Present for `split` routes: every backend with its own pool and balancer. */
+  readonly backends?: readonly SplitBackend[] | undefined;
 }
 
 /** An immutable, pre-sorted set of routes; rebuilt off to the side and swapped in whole. */

@@ -35,7 +35,7 @@ test('with the CA and server name configured, the Consul client verifies and tal
   const client = new ConsulClient(config({ ca: tlsFile('consul-test.crt'), serverName: 'consul.test', insecureSkipVerify: false }));
   try {
     const answer = await client.get('/v1/health/service/web', { passing: true }, 2_000);
-    assert.equal(answer.index, 7);
+    assert.equal(answer.index, 7n);
     assert.deepEqual(answer.body, entry);
     assert.equal(tokens.at(-1), 'tok');
   } finally {

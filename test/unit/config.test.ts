@@ -780,3 +780,27 @@ describe('hardening keys', () => {
     assert.deepEqual(result.config.routes.map((route) => route.maxInFlight), [50, 5]);
   });
 });
+
+describe('split routes', () => {
+  const services = 'registry: { static: { services: { a: { instances: ["http://127.0.0.1:1"] }, b: { instances: ["http://127.0.0.1:2"] } } } }\n';
+  const parse = (route: string) => parseConfig(`${services}routes:\n  - ${route}\n`, { file: 't.yaml', env: {} });
+
+  it('resolves weighted backends; service, tags and meta describe the first', () => {
+    const result = parse('{ name: s, match: { pathPrefix: /s }, split: [{ service: a, weight: 90 }, { service: b, tags: [v2], meta: { version: "2" }, weight: 10 }] }');
+    assert.ok(result.ok);
+    const route = result.config.routes[0]!;
+    assert.equal(route.service, 'a');
+    assert.deepEqual(route.split, [{ service: 'a', tags: [], weight: 90 }, { service: 'b', tags: ['v2'], meta: { version: '2' }, weight: 10 }]);
+  });
+
+  it('needs exactly one of service and split, a known service per backend, and some weight', () => {
+    const reasons = (route: string) => {
+      const result = parse(route);
+      return result.ok ? [] : result.problems.map((p) => `${p.path}: ${p.reason}`);
+    };
+    assert.deepEqual(reasons('{ name: s, match: { pathPrefix: /s }, service: a, split: [{ service: b, weight: 1 }] }'), ['routes[0].split: use either service or split, not both']);
+    assert.deepEqual(reasons('{ name: s, match: { pathPrefix: /s } }'), ['routes[0].service: is required']);
+    assert.deepEqual(reasons('{ name: s, match: { pathPrefix: /s }, split: [{ service: nope, weight: 1 }] }'), ['routes[0].split[0].service: unknown service "nope" (not in registry.static.services)']);
+    assert.deepEqual(reasons('{ name: s, match: { pathPrefix: /s }, split: [{ service: a, weight: 0 }] }'), ['routes[0].split: needs at least one backend with a weight above 0']);
+  });
+});

@@ -49,7 +49,7 @@ class FakeUpstream implements UpstreamSide {
   sent: Array<{ attempt: Attempt; instance: Instance; aborts: number }> = [];
   /** False: undici has not handed the attempt a socket yet, so there is no abort function. */
   connectOnSend = true;
-  send(attempt: Attempt, instance: Instance): void {
+  send(attempt: Attempt, instance: Instance, _pool?: unknown): void {
     const record = { attempt, instance, aborts: 0 };
     this.sent.push(record);
     if (this.connectOnSend) attempt.onConnect(() => { record.aborts += 1; });
