@@ -55,7 +55,7 @@ test('without the CA, an untrusted certificate is refused', async () => {
 test('insecureSkipVerify (CONSUL_HTTP_SSL_VERIFY=false) accepts it', async () => {
   const client = new ConsulClient(config({ insecureSkipVerify: true }));
   try {
-    assert.equal((await client.get('/v1/health/service/web', {}, 2_000)).index, 7);
+    assert.equal((await client.get('/v1/health/service/web', {}, 2_000)).index, 7n);
   } finally {
     await client.close();
   }

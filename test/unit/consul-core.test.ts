@@ -55,7 +55,7 @@ describe('parsing Consul payloads (the documented fixtures)', () => {
   test('health/service fixture: Node/Service.ID identity, Service.Address, Weights.Passing, tags', () => {
     const { instances, rejected } = parseHealthService(fixture('health-service.json'), 'redis');
     assert.deepEqual(rejected, []);
-    assert.deepEqual(instances, [{ id: 'foobar/redis', url: 'http://10.1.10.12:8000', weight: 10, tags: ['primary'] }]);
+    assert.deepEqual(instances, [{ id: 'foobar/redis', url: 'http://10.1.10.12:8000', weight: 10, tags: ['primary'], meta: { redis_version: '4.0' } }]);
   });
 
   test('an empty Service.Address falls back to Node.Address; missing Weights means 1; IPv6 is bracketed', () => {
