@@ -320,6 +320,69 @@ describe('tag routes', () => {
   });
 });
 
+describe('consistency, leaders and indexes', () => {
+  test('stale reads (the default) keep following changes while the cluster has no leader; LastContact and KnownLeader are exposed', async () => {
+    const double = new ConsulDouble({ maxJitterFraction: 0 });
+    await double.start();
+    double.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[0]!.port });
+    const gw = await startGateway(consulYaml(double, webRoute));
+    try {
+      await until(async () => (await fetch(`${gw.adminUrl}/health/ready`)).status === 200, 'ready');
+      assert.ok(double.requests.filter((r) => r.path === '/v1/health/service/web').every((r) => 'stale' in r.query), 'every read says stale');
+      double.setLastContact(250);
+      double.setLeader(false);
+      double.register({ id: 'web-2', name: 'web', address: '127.0.0.1', port: upstreams[1]!.port });
+      await until(async () => (await instanceIds(gw, 'web')).length === 2, 'a change made while leaderless is followed');
+      await until(async () => (await metricValue(gw.adminUrl, 'waygate_registry_known_leader', { registry: 'consul' })) === 0, 'known leader 0');
+      assert.ok(((await metricValue(gw.adminUrl, 'waygate_registry_last_contact_seconds', { registry: 'consul' })) ?? 0) >= 0.25);
+      const routes = (await (await fetch(`${gw.adminUrl}/admin/routes`)).json()) as { services: { web: { knownLeader: boolean; lastContactMs: number } } };
+      assert.equal(routes.services.web.knownLeader, false);
+      assert.ok(routes.services.web.lastContactMs >= 250);
+    } finally {
+      await gw.stop();
+      await double.stop();
+    }
+  });
+
+  test('consistency: default fails while leaderless (and says so), as Consul does', async () => {
+    const double = new ConsulDouble({ maxJitterFraction: 0 });
+    await double.start();
+    double.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[0]!.port });
+    double.setLeader(false);
+    const gw = await startGateway(consulYaml(double, webRoute, '    consistency: default'));
+    try {
+      await until(async () => ((await metricValue(gw.adminUrl, 'waygate_registry_errors_total', { registry: 'consul' })) ?? 0) >= 1, 'errors');
+      assert.equal((await fetch(`${gw.adminUrl}/health/ready`)).status, 503);
+      assert.ok(double.requests.every((r) => !('stale' in r.query)));
+    } finally {
+      await gw.stop();
+      await double.stop();
+    }
+  });
+
+  test('indexes above 2^53 are compared exactly: no hot loop, and every change is seen', async () => {
+    const double = new ConsulDouble({ maxJitterFraction: 0, startIndex: 2n ** 53n + 1n });
+    await double.start();
+    double.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[0]!.port });
+    const gw = await startGateway(consulYaml(double, webRoute, '').replace('wait: 2s', 'wait: 10m'));
+    try {
+      await until(async () => (await fetch(`${gw.adminUrl}/health/ready`)).status === 200, 'ready');
+      for (let i = 1; i < 4; i++) {
+        double.register({ id: `web-${i + 1}`, name: 'web', address: '127.0.0.1', port: upstreams[i]!.port });
+        await until(async () => (await instanceIds(gw, 'web')).length === i + 1, `change ${i} seen`);
+      }
+      // One first read, one blocking call per change (3), and the one held now.
+      await until(() => double.requests.filter((r) => r.path === '/v1/health/service/web').length === 5, 'the next query is held');
+      // A client that rounds through Number would send 2^53 (below the server's index) and spin.
+      const sent = double.requests.filter((r) => r.path === '/v1/health/service/web' && r.query.index !== undefined).map((r) => BigInt(String(r.query.index)));
+      assert.ok(sent.every((index) => index > 2n ** 53n), 'indexes went back exactly, never rounded');
+    } finally {
+      await gw.stop();
+      await double.stop();
+    }
+  });
+});
+
 describe('cold start from the snapshot file', () => {
   test('a gateway that starts while Consul is down serves the last good state, ready 200, stale until Consul answers', async () => {
     const { mkdtempSync, readFileSync, rmSync, writeFileSync } = await import('node:fs');
