@@ -9,7 +9,7 @@ import { loadCertificate } from './proxy/tls-termination.ts';
 import { type UpstreamTls, upstreamTls, VERIFY_WITH_SYSTEM_ROOTS } from './proxy/upstream-tls.ts';
 import { buildPublicServer } from './proxy/public-server.ts';
 import { ConsulClient } from './registry/consul/client.ts';
-import { ConsulRegistry } from './registry/consul/registry.ts';
+import { ConsulRegistry, parseWatchKey, watchKey } from './registry/consul/registry.ts';
 import { SelfRegistration } from './registry/consul/self-registration.ts';
 import { mergeRoutes, routesFromTags } from './registry/consul/tag-routes.ts';
 import { StaticRegistry } from './registry/static.ts';
@@ -128,14 +128,18 @@ export class Gateway {
     const entries: RouteEntry[] = [];
     for (const route of routes) {
       const budget = new RetryBudget(route.retryBudget.percent, route.retryBudget.minConcurrent);
-      if (route.split) {
+      if (route.split || route.datacenters) {
         const backends: SplitBackend[] = [];
-        for (const backend of route.split) {
+        for (const backend of route.split ?? []) {
           const pool = this.poolFor({ ...route, service: backend.service, tags: backend.tags, meta: backend.meta });
           if (pool) backends.push({ pool, balancer: this.balancerFor(route, pool), weight: backend.weight });
         }
+        for (const datacenter of route.datacenters ?? []) {
+          const pool = this.poolFor(route, datacenter);
+          if (pool) backends.push({ pool, balancer: this.balancerFor(route, pool), weight: 1 });
+        }
         if (backends.length === 0) continue;
-        entries.push({ route, pool: backends[0]!.pool, balancer: backends[0]!.balancer, budget, backends });
+        entries.push({ route, pool: backends[0]!.pool, balancer: backends[0]!.balancer, budget, backends, choice: route.split ? 'weighted' : 'failover' });
         continue;
       }
       const pool = this.poolFor(route);
@@ -149,14 +153,17 @@ export class Gateway {
     return createBalancer(route.loadBalancer, { inflight: (id) => pool.inflight(id), random: Math.random });
   }
 
-  /** Every service a route reads: its own, or each split backend's. */
-  private static servicesOf(route: RouteConfig): string[] {
-    return route.split ? route.split.map((backend) => backend.service) : [route.service];
+  /** Every watch a route needs: its service (per datacenter when it fails over), or each split backend's. */
+  private static watchesOf(route: RouteConfig): string[] {
+    if (route.split) return route.split.map((backend) => backend.service);
+    if (route.datacenters) return route.datacenters.map((dc) => watchKey(route.service, dc));
+    return [route.service];
   }
 
-  private poolFor(route: RouteConfig): ServicePool | undefined {
+  private poolFor(route: RouteConfig, datacenter?: string): ServicePool | undefined {
     const meta = Object.entries(route.meta ?? {}).map(([name, value]) => `${name}=${value}`).sort().join(',');
-    const key = `${route.service}|${[...route.tags].sort().join(',')}|${meta}`;
+    const watch = watchKey(route.service, datacenter);
+    const key = `${watch}|${[...route.tags].sort().join(',')}|${meta}`;
     let pool = this.pools.get(key);
     if (pool) return pool;
     const registry = this.registryFor(route.service);
@@ -166,6 +173,8 @@ export class Gateway {
     }
     pool = new ServicePool({
       name: route.service,
+      watchKey: watch,
+      datacenter,
       registry: registry.name,
       tags: route.tags,
       meta: route.meta,
@@ -175,12 +184,12 @@ export class Gateway {
       metrics: this.metrics,
       logger: this.logger,
     });
-    const snapshot = registry.snapshot(route.service);
+    const snapshot = registry.snapshot(watch);
     if (snapshot) pool.update(snapshot);
     this.pools.set(key, pool);
-    const siblings = this.poolsByService.get(route.service);
+    const siblings = this.poolsByService.get(watch);
     if (siblings) siblings.push(pool);
-    else this.poolsByService.set(route.service, [pool]);
+    else this.poolsByService.set(watch, [pool]);
     return pool;
   }
 
@@ -188,7 +197,7 @@ export class Gateway {
   setRoutes(routes: readonly RouteConfig[]): void {
     this.routesKey = routes.map((route) => `${route.name}|${route.match.pathPrefix}|${route.stripPrefix}`).join('\n');
     for (const registry of this.registries) {
-      registry.track?.(routes.flatMap((route) => Gateway.servicesOf(route)).filter((service) => this.registryFor(service) === registry));
+      registry.track?.(routes.flatMap((route) => Gateway.watchesOf(route)).filter((watch) => this.registryFor(parseWatchKey(watch).name) === registry));
     }
     this.table = this.buildTable(routes);
     this.retireUnusedPools();
@@ -200,9 +209,9 @@ export class Gateway {
     for (const [key, pool] of this.pools) {
       if (used.has(pool)) continue;
       this.pools.delete(key);
-      const siblings = (this.poolsByService.get(pool.name) ?? []).filter((candidate) => candidate !== pool);
-      if (siblings.length > 0) this.poolsByService.set(pool.name, siblings);
-      else this.poolsByService.delete(pool.name);
+      const siblings = (this.poolsByService.get(pool.watchKey) ?? []).filter((candidate) => candidate !== pool);
+      if (siblings.length > 0) this.poolsByService.set(pool.watchKey, siblings);
+      else this.poolsByService.delete(pool.watchKey);
       setTimeout(() => pool.close(), RETIRED_POOL_GRACE_MS).unref();
     }
   }
@@ -238,13 +247,15 @@ export class Gateway {
     const services: Record<string, unknown> = {};
     for (const pool of new Set(this.table.entries.flatMap((entry) => entry.backends ? entry.backends.map((backend) => backend.pool) : [entry.pool]))) {
       // The first pool of a service keeps the plain name; other subsets of it (split backends, tags, meta) add their label.
-      const key = services[pool.name] ? `${pool.name}[${pool.subsetLabel}]` : pool.name;
+      const base = pool.datacenter ? `${pool.name}@${pool.datacenter}` : pool.name;
+      const key = services[base] ? `${base}[${pool.subsetLabel}]` : base;
       if (services[key]) continue;
       const registry = this.registries.find((candidate) => candidate.name === pool.registry);
-      const status = registry?.serviceStatus?.(pool.name) ?? registry?.status();
+      const status = registry?.serviceStatus?.(pool.watchKey) ?? registry?.status();
       services[key] = {
         service: pool.name,
         subset: pool.subsetLabel,
+        ...(pool.datacenter ? { datacenter: pool.datacenter } : {}),
         registry: pool.registry,
         lastSyncAt: status?.lastSyncAt ? new Date(status.lastSyncAt).toISOString() : null,
         lastError: status?.lastError ?? null,
@@ -261,6 +272,7 @@ export class Gateway {
         tags: route.tags,
         meta: route.meta ?? {},
         ...(route.split ? { split: route.split.map((backend) => ({ service: backend.service, tags: backend.tags, meta: backend.meta ?? {}, weight: backend.weight })) } : {}),
+        ...(route.datacenters ? { datacenters: route.datacenters } : {}),
         stripPrefix: route.stripPrefix,
         loadBalancer: route.loadBalancer,
         timeoutMs: route.timeoutMs,
@@ -298,7 +310,7 @@ export class Gateway {
     for (const registry of this.registries) {
       for (const pool of this.pools.values()) {
         if (pool.registry === registry.name) {
-          const snapshot = registry.snapshot(pool.name);
+          const snapshot = registry.snapshot(pool.watchKey);
           if (snapshot) pool.update(snapshot);
         }
       }

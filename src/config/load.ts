@@ -813,12 +813,21 @@ class Resolver {
           tags: split?.[0]?.tags ? [...split[0].tags] : asStringList(raw['tags']) ?? [...DEFAULTS.route.tags],
           ...optional('meta', split ? split[0]?.meta : stringMap(raw['meta'])),
           ...optional('split', split),
+          ...optional('datacenters', this.datacenters(raw['datacenters'], [...path, 'datacenters'], hasConsul, split !== undefined)),
           ...this.routeDefaults(raw, defaults, path),
           source: 'yaml' as const,
         }),
       );
     });
     return routes;
+  }
+
+  private datacenters(value: unknown, path: readonly Segment[], hasConsul: boolean, isSplit: boolean): string[] | undefined {
+    const list = asStringList(value);
+    if (list === undefined) return undefined;
+    if (!hasConsul) this.report(path, 'needs registry.consul (datacenters are Consul datacenters)');
+    if (isSplit) this.report(path, 'cannot be combined with split');
+    return [...new Set(list)];
   }
 
   private split(items: unknown[], path: readonly Segment[]): SplitBackend[] {

@@ -166,6 +166,7 @@ const route = mapping(
     hashKey: { type: 'string', pattern: HASH_KEY_PATTERN, 'x-reasons': { pattern: 'must be header:NAME, cookie:NAME or ip' } },
     tags: textList,
     meta: metaMap,
+    datacenters: { type: 'array', minItems: 1, items: { type: 'string', pattern: SERVICE_NAME_PATTERN, 'x-reasons': { pattern: 'must be a datacenter name' } } },
     split: {
       type: 'array',
       minItems: 1,

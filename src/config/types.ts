@@ -179,6 +179,8 @@ export interface RouteConfig extends RouteDefaults {
   readonly meta?: Readonly<Record<string, string>> | undefined;
   /** Weighted backends instead of one service; `service`, `tags` and `meta` then describe the first. */
   readonly split?: readonly SplitBackend[] | undefined;
+  /** Consul datacenters in failover order: instances come from the first with a healthy one. */
+  readonly datacenters?: readonly string[] | undefined;
   /** Where the route was declared. */
   readonly source: 'yaml' | 'consul-tags';
 }

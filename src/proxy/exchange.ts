@@ -5,7 +5,7 @@ import { classifyAttemptError, retryAllowed, retryBackoffMs } from '../resilienc
 import type { Instance } from '../registry/types.ts';
 import type { Balancer } from '../routing/balancers/types.ts';
 import type { ServicePool } from '../routing/service-pool.ts';
-import { chooseBackend } from '../routing/split.ts';
+import { chooseBackend, firstHealthy } from '../routing/split.ts';
 import type { RouteEntry } from '../routing/table.ts';
 import { Attempt, type AttemptListener } from './attempt.ts';
 
@@ -108,7 +108,9 @@ export class Exchange implements AttemptListener {
     if (this.entry.backends) {
       const panic = this.entry.route.panicThreshold;
       // Retries stay in the chosen backend: each backend is a subset with its own breakers.
-      const backend = chooseBackend(this.entry.backends, this.env.random, ({ pool }) => pool.select(undefined, panic, now).kind === 'candidates');
+      const backend = this.entry.choice === 'failover'
+        ? firstHealthy(this.entry.backends)
+        : chooseBackend(this.entry.backends, this.env.random, ({ pool }) => pool.select(undefined, panic, now).kind === 'candidates');
       this.pool = backend.pool;
       this.balancer = backend.balancer;
     }

@@ -25,6 +25,10 @@ const acceptsTraffic = (runtime: InstanceRuntime): boolean => runtime.breaker.ac
 
 export interface ServicePoolOptions {
   readonly name: string;
+  /** The registry key of the instances: the service name, or `name@dc` for another datacenter. */
+  readonly watchKey?: string | undefined;
+  /** The Consul datacenter the instances come from, when the route names datacenters. */
+  readonly datacenter?: string | undefined;
   readonly registry: string;
   /** Tags every instance must carry (route `tags`); pools are per service, tag set and meta. */
   readonly tags: readonly string[];
@@ -44,6 +48,8 @@ export interface ServicePoolOptions {
 export class ServicePool {
   readonly name: string;
   readonly registry: string;
+  readonly watchKey: string;
+  readonly datacenter: string | undefined;
   private runtimes = new Map<string, InstanceRuntime>();
   private healthyRuntimes: InstanceRuntime[] = [];
   /** The selection for "first attempt, nothing excluded", rebuilt only when the registry changes. */
@@ -59,9 +65,11 @@ export class ServicePool {
   constructor(private readonly options: ServicePoolOptions) {
     this.name = options.name;
     this.registry = options.registry;
+    this.watchKey = options.watchKey ?? options.name;
+    this.datacenter = options.datacenter;
     this.outlier = new OutlierDetector(options.outlierDetection);
-    // Meta pairs join the tags label as key=value, so pools that differ only in meta keep separate series.
-    this.tagsLabel = [...options.tags, ...Object.entries(options.meta ?? {}).map(([key, value]) => `${key}=${value}`)].sort().join(',');
+    // Meta pairs (and the datacenter) join the tags label as key=value, so pools that differ only in those keep separate series.
+    this.tagsLabel = [...options.tags, ...Object.entries(options.meta ?? {}).map(([key, value]) => `${key}=${value}`), ...(options.datacenter ? [`dc=${options.datacenter}`] : [])].sort().join(',');
   }
 
   /** Replaces the instance set with a registry snapshot, keeping runtime state of instances that stay. */

@@ -27,3 +27,9 @@ export function chooseBackend(backends: readonly SplitBackend[], random: () => n
   for (let i = backends.length - 1; i >= 0; i--) if (backends[i]!.weight > 0 && usable(backends[i]!)) return backends[i]!;
   return backends[0]!;
 }
+
+/** Datacenter failover: the first backend, in order, with a healthy instance; the first when none has. */
+export function firstHealthy(backends: readonly SplitBackend[]): SplitBackend {
+  for (const backend of backends) if (backend.pool.healthyCount > 0) return backend;
+  return backends[0]!;
+}

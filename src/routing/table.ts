@@ -13,8 +13,10 @@ export interface RouteEntry {
   readonly pool: ServicePool;
   readonly balancer: Balancer;
   readonly budget: RetryBudget;
-  /** Present for `split` routes: every backend with its own pool and balancer. */
+  /** Present for `split` and `datacenters` routes: every backend with its own pool and balancer. */
   readonly backends?: readonly SplitBackend[] | undefined;
+  /** How a request picks among `backends`: by weight (split) or the first usable one (datacenter failover). */
+  readonly choice?: 'weighted' | 'failover' | undefined;
 }
 
 /** An immutable, pre-sorted set of routes; rebuilt off to the side and swapped in whole. */

@@ -383,6 +383,41 @@ describe('consistency, leaders and indexes', () => {
   });
 });
 
+describe('multi-datacenter failover', () => {
+  test('instances come from the first datacenter with a healthy one; switching costs no failed request; traffic returns when dc1 recovers', async () => {
+    const dc2 = new ConsulDouble({ maxJitterFraction: 0, datacenter: 'dc2' });
+    await dc2.start();
+    const dc1 = new ConsulDouble({ maxJitterFraction: 0, datacenter: 'dc1', peers: [dc2] });
+    await dc1.start();
+    dc1.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[0]!.port });
+    dc2.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[1]!.port });
+    const gw = await startGateway(consulYaml(dc1, `  - { name: web, match: { pathPrefix: /web }, service: web, datacenters: [dc1, dc2] }`));
+    try {
+      await until(async () => (await fetch(`${gw.adminUrl}/health/ready`)).status === 200, 'ready');
+      assert.deepEqual([...(await whoAnswers(gw, '/web', 4))], ['u1'], 'dc1 first');
+      assert.ok(dc2.requests.some((r) => r.path === '/v1/health/service/web'), 'dc2 is watched through the dc1 agent');
+
+      dc1.setServiceStatus('web-1', 'critical');
+      await until(async () => ((await (await fetch(`${gw.adminUrl}/admin/routes`)).json()) as { services: Record<string, { instances: unknown[] }> }).services['web@dc1']!.instances.length === 0, 'dc1 empty seen');
+      const during = await Promise.all(Array.from({ length: 20 }, async () => {
+        const response = await fetch(`${gw.url}/web`);
+        return { status: response.status, instance: ((await response.json()) as { instance?: string }).instance };
+      }));
+      assert.deepEqual([...new Set(during.map((answer) => `${answer.status} ${answer.instance}`))], ['200 u2'], 'every request answered by dc2');
+
+      dc1.setServiceStatus('web-1', 'passing');
+      await until(async () => (await whoAnswers(gw, '/web', 3)).has('u1'), 'back to dc1');
+      assert.deepEqual([...(await whoAnswers(gw, '/web', 4))], ['u1']);
+      const table = (await (await fetch(`${gw.adminUrl}/admin/routes`)).json()) as { services: Record<string, { datacenter?: string }> };
+      assert.equal(table.services['web@dc2']!.datacenter, 'dc2');
+    } finally {
+      await gw.stop();
+      await dc1.stop();
+      await dc2.stop();
+    }
+  });
+});
+
 describe('cold start from the snapshot file', () => {
   test('a gateway that starts while Consul is down serves the last good state, ready 200, stale until Consul answers', async () => {
     const { mkdtempSync, readFileSync, rmSync, writeFileSync } = await import('node:fs');

@@ -804,3 +804,18 @@ describe('split routes', () => {
     assert.deepEqual(reasons('{ name: s, match: { pathPrefix: /s }, split: [{ service: a, weight: 0 }] }'), ['routes[0].split: needs at least one backend with a weight above 0']);
   });
 });
+
+describe('datacenters', () => {
+  it('is a list of Consul datacenters, deduplicated; it needs Consul and does not combine with split', () => {
+    const consul = 'registry: { consul: { address: "http://127.0.0.1:8500" } }\n';
+    const ok = parseConfig(`${consul}routes: [{ name: r, match: { pathPrefix: / }, service: web, datacenters: [dc1, dc2, dc1] }]\n`, { file: 't.yaml', env: {} });
+    assert.ok(ok.ok);
+    assert.deepEqual(ok.config.routes[0]!.datacenters, ['dc1', 'dc2']);
+    const noConsul = parseConfig('registry: { static: { services: { web: { instances: ["http://127.0.0.1:1"] } } } }\nroutes: [{ name: r, match: { pathPrefix: / }, service: web, datacenters: [dc1] }]\n', { file: 't.yaml', env: {} });
+    assert.ok(!noConsul.ok);
+    assert.equal(noConsul.problems[0]!.reason, 'needs registry.consul (datacenters are Consul datacenters)');
+    const withSplit = parseConfig(`${consul}routes: [{ name: r, match: { pathPrefix: / }, split: [{ service: web, weight: 1 }], datacenters: [dc1] }]\n`, { file: 't.yaml', env: {} });
+    assert.ok(!withSplit.ok);
+    assert.equal(withSplit.problems[0]!.reason, 'cannot be combined with split');
+  });
+});

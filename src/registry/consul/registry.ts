@@ -7,6 +7,19 @@ import { BlockingLoop, NON_BLOCKING_TIMEOUT_MS, type Sleeper, sleep } from './lo
 import { digestHealthState, parseCatalogServices, parseHealthService } from './parse.ts';
 import { readSavedState, writeSavedState } from './snapshot-file.ts';
 
+/**
+ * What a watch is keyed by: a service name, or `name@dc` for a service read in another datacenter
+ * ("@" cannot appear in a Consul service name).
+ */
+export function watchKey(service: string, datacenter?: string): string {
+  return datacenter === undefined ? service : `${service}@${datacenter}`;
+}
+
+export function parseWatchKey(key: string): { name: string; datacenter: string | undefined } {
+  const at = key.indexOf('@');
+  return at === -1 ? { name: key, datacenter: undefined } : { name: key.slice(0, at), datacenter: key.slice(at + 1) };
+}
+
 /** Up to this many routed services, each gets its own blocking query (exact per-service index). */
 export const PER_SERVICE_WATCH_LIMIT = 24;
 /** Re-reads that may run at once in change-feed mode; with the two feeds this stays under MAX_CONSUL_CONNECTIONS. */
@@ -15,6 +28,8 @@ export const REREAD_CONCURRENCY = 16;
 export const FEED_RATE_LIMIT = { burst: 5, intervalMs: 200 };
 /** Change-feed mode re-reads every service this often, catching instances that have no checks at all. */
 export const FULL_RESYNC_MS = 5 * 60_000;
+/** Change-feed mode re-reads services of other datacenters this often (the local feed cannot see them). */
+export const REMOTE_POLL_MS = 5_000;
 
 interface ServiceState {
   synced: boolean;
@@ -71,6 +86,7 @@ export class ConsulRegistry implements Registry {
   private pending = new Set<string>();
   private rereadsRunning = 0;
   private resyncTimer: NodeJS.Timeout | undefined;
+  private remoteTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly config: ConsulConfig,
@@ -125,6 +141,7 @@ export class ConsulRegistry implements Registry {
     this.started = false;
     this.stopController.abort();
     clearInterval(this.resyncTimer);
+    clearInterval(this.remoteTimer);
     if (this.snapshotTimer) {
       clearTimeout(this.snapshotTimer);
       this.snapshotTimer = undefined;
@@ -170,6 +187,7 @@ export class ConsulRegistry implements Registry {
       for (const loop of this.loops.values()) void loop.stop();
       this.loops.clear();
       clearInterval(this.resyncTimer);
+      clearInterval(this.remoteTimer);
       this.mode = wanted;
       this.logger.info({ mode: wanted, services: this.tracked.size }, `consul: watching ${this.tracked.size} services in ${wanted} mode`);
       if (wanted === 'change-feed') this.startChangeFeed();
@@ -202,7 +220,9 @@ export class ConsulRegistry implements Registry {
   }
 
   private async readService(service: string, query: { index?: string; wait?: string }, timeoutMs: number, signal?: AbortSignal) {
-    const answer = await this.client.get(`/v1/health/service/${encodeURIComponent(service)}`, { passing: true, ...query }, timeoutMs, signal);
+    const { name, datacenter } = parseWatchKey(service);
+    // ?dc= is forwarded by the local agent to that datacenter's servers, blocking included (CONTRACT fact 27).
+    const answer = await this.client.get(`/v1/health/service/${encodeURIComponent(name)}`, { passing: true, dc: datacenter, ...query }, timeoutMs, signal);
     this.noteLeaderContact(service, answer);
     return answer;
   }
@@ -243,6 +263,11 @@ export class ConsulRegistry implements Registry {
     this.resyncTimer = setInterval(() => {
       for (const service of this.tracked) this.enqueue(service);
     }, FULL_RESYNC_MS);
+    // The local feed does not see other datacenters: their services are re-read on a short poll instead.
+    this.remoteTimer = setInterval(() => {
+      for (const key of this.tracked) if (parseWatchKey(key).datacenter !== undefined) this.enqueue(key);
+    }, REMOTE_POLL_MS);
+    this.remoteTimer.unref();
     this.resyncTimer.unref();
   }
 
