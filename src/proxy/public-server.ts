@@ -107,18 +107,22 @@ function readBody(request: IncomingMessage): Promise<Buffer | undefined> {
  * Answers what Node's parser or its timers refused, in the catalogue's JSON shape, then closes the
  * connection. Nothing is written once a response has started on that socket.
  */
-function answerClientError(error: Error & { code?: string }, socket: Socket): void {
-  if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
-  if (socket.writable && (!inFlight || !inFlight.headersSent)) {
-    const gatewayError = new GatewayError(
-      error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : error.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST',
-      { detail: error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? undefined : error.message },
-    );
-    const body = errorBody(gatewayError, randomUUID());
-    socket.write(`HTTP/1.1 ${gatewayError.status} ${gatewayError.code}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
-  }
-  socket.destroy();
+function clientErrorAnswerer(metrics: GatewayMetrics) {
+  return function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+    if (error.code === 'ECONNRESET' || socket.destroyed) return;
+    const inFlight = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+    if (socket.writable && (!inFlight || !inFlight.headersSent)) {
+      const gatewayError = new GatewayError(
+        error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : error.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST',
+        { detail: error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? undefined : error.message },
+      );
+      // A request that was already routed is counted by its response's close listener; the rest here.
+      if (!inFlight) metrics.requests.inc('(none)', 'OTHER', gatewayError.status);
+      const body = errorBody(gatewayError, randomUUID());
+      socket.write(`HTTP/1.1 ${gatewayError.status} ${gatewayError.code}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    }
+    socket.destroy();
+  };
 }
 
 /** The client-facing listener: path normalization, route matching, then the Exchange (WebSocket upgrades go to @fastify/http-proxy). */
@@ -144,7 +148,7 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
       // Node checks header/request deadlines on this tick (30 s by default, which would stretch a 10 s headersTimeout to 40 s).
       connectionsCheckingInterval: Math.min(1_000, deps.server.headersTimeoutMs, deps.server.requestTimeoutMs),
     },
-    clientErrorHandler: answerClientError,
+    clientErrorHandler: clientErrorAnswerer(deps.metrics),
     // Malformed URLs (bad percent-escapes) get the gateway's JSON error, not Fastify's own body.
     frameworkErrors: (error, request, reply) => {
       deps.metrics.requests.inc('(none)', KNOWN_METHODS.has(request.method) ? request.method : 'OTHER', 400);

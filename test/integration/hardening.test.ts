@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { rawRequest, type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
+import { metricValue, rawRequest, type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
 import { startUpstream, type TestUpstream } from '../support/upstream.ts';
 
 function serviceYaml(urls: readonly string[], routeExtra = ''): string {
@@ -288,6 +288,7 @@ describe('upstream faults', { timeout: 30_000 }, () => {
       assert.match(text, /^HTTP\/1\.1 431 /, text.slice(0, 200));
       assert.match(text, /"code":"HEADERS_TOO_LARGE"/);
       assert.equal(upstream.received.length, 0);
+      await waitFor('the 431 to be counted', async () => (await metricValue(gw.adminUrl, 'waygate_requests_total', { route: '(none)', code: '431' })) === 1);
     } finally {
       await gw.stop();
       await upstream.close();
