@@ -58,7 +58,7 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv = p
   const file = values.config ?? env.WAYGATE_CONFIG ?? 'config/gateway.yaml';
   try {
     const config = loadConfigFile(file, env);
-    await startFromConfig(config, env);
+    await startFromConfig(config, env, file);
     return 0;
   } catch (error) {
     if (error instanceof ConfigError) {

@@ -1,6 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildAdminServer } from './admin/admin-server.ts';
+import { applicableConfig, restartRequired } from './config/reload.ts';
+import type { ReloadOutcome } from './config/watch.ts';
 import type { GatewayConfig, RouteConfig } from './config/types.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { GatewayMetrics } from './observability/metrics.ts';
@@ -30,6 +32,14 @@ export interface GatewayOptions {
   readonly sleep?: (ms: number) => Promise<void>;
 }
 
+/** The outcome of the last reload, as /admin/config shows it. */
+export interface ReloadReport {
+  readonly at: string;
+  readonly result: 'success' | 'failure';
+  readonly errors: readonly string[];
+  readonly restartRequired: readonly string[];
+}
+
 /** How long a retired pool keeps its breakers for requests that were already under way. */
 const RETIRED_POOL_GRACE_MS = 60_000;
 
@@ -56,7 +66,18 @@ export class Gateway {
   private readonly consulTls: UpstreamTls;
   private readonly certificate: { cert: Buffer; key: Buffer } | undefined;
 
-  constructor(readonly config: GatewayConfig, options: GatewayOptions = {}) {
+  /** The config being served; replaced whole by reload(). */
+  config: GatewayConfig;
+  /** Where the config came from, for /admin/config (the CLI sets it). */
+  configFile: string | undefined;
+  /** Re-reads the config file and applies it (set by the CLI, which knows the file). */
+  reloadFromFile: (() => Promise<ReloadOutcome>) | undefined;
+  private version = 1;
+  private loadedAt = new Date();
+  private lastReload: ReloadReport | undefined;
+
+  constructor(config: GatewayConfig, options: GatewayOptions = {}) {
+    this.config = config;
     this.logger = options.logger ?? createLogger();
     this.metrics = options.metrics ?? new GatewayMetrics();
     this.sleep = options.sleep ?? sleep;
@@ -95,6 +116,7 @@ export class Gateway {
     const registry = new ConsulRegistry(consul, this.consulClient, this.logger, this.metrics, { watchCatalog: consul.tagRoutes });
     if (consul.tagRoutes) {
       registry.onCatalog((catalog) => {
+        this.lastCatalog = catalog;
         const { routes: merged, refused } = mergeRoutes(this.config.routes, routesFromTags(catalog, this.config.defaults));
         const refusedKey = refused.map(({ route }) => route.name).join('\n');
         if (refusedKey !== this.refusedTagRoutes) {
@@ -114,6 +136,13 @@ export class Gateway {
   }
 
   private routesKey = '';
+  /** The catalog tag routes were last built from, so a reload can merge them again. */
+  private lastCatalog: ReadonlyMap<string, readonly string[]> | undefined;
+
+  private withTagRoutes(routes: readonly RouteConfig[]): RouteConfig[] {
+    if (!this.config.registry.consul?.tagRoutes || !this.lastCatalog) return [...routes];
+    return mergeRoutes(routes, routesFromTags(this.lastCatalog, this.config.defaults)).routes;
+  }
   /** Names of the tag routes refused last time, so each refusal is logged and counted once. */
   private refusedTagRoutes = '';
 
@@ -163,7 +192,8 @@ export class Gateway {
   private poolFor(route: RouteConfig, datacenter?: string): ServicePool | undefined {
     const meta = Object.entries(route.meta ?? {}).map(([name, value]) => `${name}=${value}`).sort().join(',');
     const watch = watchKey(route.service, datacenter);
-    const key = `${watch}|${[...route.tags].sort().join(',')}|${meta}`;
+    // Breaker and outlier settings are part of a pool's identity: a reload that changes them gets a fresh pool, one that does not keeps its state.
+    const key = `${watch}|${[...route.tags].sort().join(',')}|${meta}|${JSON.stringify(route.circuitBreaker)}|${JSON.stringify(route.outlierDetection)}`;
     let pool = this.pools.get(key);
     if (pool) return pool;
     const registry = this.registryFor(route.service);
@@ -226,6 +256,43 @@ export class Gateway {
     for (const pool of this.poolsByService.get(service) ?? []) {
       if (pool.registry === registry.name) pool.update(snapshot);
     }
+  }
+
+  /**
+   * Applies a new config without a restart: routes, defaults and static services are swapped in (the
+   * routing table atomically, so requests in flight finish on the table they started with); pools,
+   * breakers and health state of unchanged services are kept; restart-only keys are reported, not applied.
+   */
+  async reload(next: GatewayConfig): Promise<ReloadReport> {
+    const blocked = restartRequired(this.config, next);
+    const applied = applicableConfig(this.config, next);
+    this.config = applied;
+    await (this.registries[0] as StaticRegistry).update(applied.registry.static.services);
+    this.setRoutes(this.withTagRoutes(applied.routes));
+    this.version += 1;
+    this.loadedAt = new Date();
+    this.lastReload = { at: this.loadedAt.toISOString(), result: 'success', errors: [], restartRequired: blocked };
+    this.metrics.configReloads.inc({ result: 'success' });
+    this.metrics.configVersion.set(this.version);
+    if (blocked.length > 0) this.logger.warn({ restartRequired: blocked }, 'config reloaded; these keys changed but need a restart to apply');
+    else this.logger.info({ version: this.version }, 'config reloaded');
+    return this.lastReload;
+  }
+
+  /** Records a reload that was refused (the file did not parse or validate); nothing was applied. */
+  reloadFailed(errors: readonly string[]): ReloadReport {
+    this.lastReload = { at: new Date().toISOString(), result: 'failure', errors: [...errors], restartRequired: [] };
+    this.metrics.configReloads.inc({ result: 'failure' });
+    return this.lastReload;
+  }
+
+  /** GET /admin/config. */
+  describeConfig(): unknown {
+    return { version: this.version, loadedAt: this.loadedAt.toISOString(), file: this.configFile ?? null, lastReload: this.lastReload ?? null };
+  }
+
+  get configVersion(): number {
+    return this.version;
   }
 
   /** Adds work to run at the start of the drain (e.g. deregistering from Consul). */
@@ -303,6 +370,8 @@ export class Gateway {
       logger: this.logger,
       notReadyReason: () => this.notReadyReason(),
       describeRoutes: () => this.describeRoutes(),
+      describeConfig: () => this.describeConfig(),
+      reload: () => this.reloadFromFile?.() ?? Promise.resolve({ ok: false as const, errors: ['this gateway was not started from a config file'] }),
       token: this.config.admin.token,
     });
     await this.adminServer.listen({ host: this.config.admin.host, port: this.config.admin.port });

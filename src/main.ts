@@ -1,12 +1,24 @@
 import type { GatewayConfig } from './config/types.ts';
+import { ConfigReloader } from './config/watch.ts';
 import { Gateway } from './gateway.ts';
 
 /**
  * Starts a gateway for this config and wires SIGTERM/SIGINT to a graceful stop.
  * Resolves when the gateway has started; the process exits 0 once the drain completes.
  */
-export async function startFromConfig(config: GatewayConfig, _env: NodeJS.ProcessEnv = process.env): Promise<Gateway> {
+export async function startFromConfig(config: GatewayConfig, env: NodeJS.ProcessEnv = process.env, file?: string): Promise<Gateway> {
   const gateway = new Gateway(config);
+  if (file !== undefined) {
+    const reloader = new ConfigReloader(file, env, gateway, gateway.logger);
+    gateway.configFile = file;
+    gateway.reloadFromFile = () => reloader.reloadNow();
+    process.on('SIGHUP', () => {
+      gateway.logger.info({ file }, 'SIGHUP: reloading the config');
+      void reloader.reloadNow();
+    });
+    gateway.onShutdown(async () => reloader.stop());
+    reloader.watch();
+  }
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {

@@ -11,6 +11,9 @@ export interface AdminView {
   /** undefined when ready; otherwise why not (e.g. "shutting down", "registry consul not synced"). */
   readonly notReadyReason: () => string | undefined;
   readonly describeRoutes: () => unknown;
+  readonly describeConfig?: () => unknown;
+  /** POST /admin/reload: re-read the config file. */
+  readonly reload?: () => Promise<{ ok: true; version: number } | { ok: false; errors: readonly string[] }>;
   /** admin.token: when set, every path but the two health checks needs `Authorization: Bearer <token>`. */
   readonly token?: string | undefined;
 }
@@ -56,6 +59,15 @@ export function buildAdminServer(view: AdminView): FastifyInstance {
   });
 
   app.get('/admin/routes', async () => view.describeRoutes());
+
+  app.get('/admin/config', async () => view.describeConfig?.() ?? {});
+
+  app.post('/admin/reload', async (_request, reply) => {
+    const outcome = await (view.reload?.() ?? Promise.resolve({ ok: false as const, errors: ['reload is not available'] }));
+    if (outcome.ok) return { version: outcome.version };
+    reply.code(400);
+    return { errors: outcome.errors };
+  });
 
   app.setNotFoundHandler((request, reply) => {
     reply.code(404).send({ error: { code: 'ROUTE_NOT_FOUND', message: `No admin endpoint at ${request.method} ${request.url}`, requestId: String(request.id) } });

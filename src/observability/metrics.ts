@@ -74,6 +74,19 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  readonly configReloads = new Counter({
+    name: 'waygate_config_reloads_total',
+    help: 'Config reloads by result (success|failure); a failure applies nothing',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly configVersion = new Gauge({
+    name: 'waygate_config_version',
+    help: 'Version of the config being served: 1 at start, +1 per applied reload',
+    registers: [this.registry],
+  });
+
   readonly registryLastSync = new Gauge({
     name: 'waygate_registry_last_sync_timestamp_seconds',
     help: 'Unix time of the last successful read from a registry',
@@ -86,6 +99,7 @@ export class GatewayMetrics {
     this.registry.registerMetric(this.requestDuration as never);
     this.registry.registerMetric(this.upstreamAttempts as never);
     this.registry.registerMetric(this.retries as never);
+    this.configVersion.set(1);
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'waygate_' }); // waygate_process_*, waygate_nodejs_*
   }
 

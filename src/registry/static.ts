@@ -8,12 +8,13 @@ import type { Instance, Registry, RegistryStatus, ServiceSnapshot } from './type
 export class StaticRegistry implements Registry {
   readonly name = 'static';
   private readonly snapshots = new Map<string, ServiceSnapshot>();
-  private readonly checkers: HealthChecker[] = [];
+  private readonly checkers = new Map<string, HealthChecker>();
+  private started = false;
   private readonly listeners: Array<(service: string) => void> = [];
   private lastSyncAt: number | undefined;
 
   constructor(
-    private readonly services: Readonly<Record<string, StaticServiceConfig>>,
+    private services: Readonly<Record<string, StaticServiceConfig>>,
     private readonly logger: Logger,
     private readonly metrics: GatewayMetrics,
   ) {
@@ -23,16 +24,44 @@ export class StaticRegistry implements Registry {
   }
 
   async start(): Promise<void> {
-    await Promise.all(Object.entries(this.services).map(async ([name, service]) => {
-      if (!service.healthCheck) return;
-      const instances = toInstances(service);
-      const checker = new HealthChecker(service.healthCheck, () => this.publish(name, instances, checker), this.logger);
-      this.checkers.push(checker);
-      await checker.start(instances.map((instance) => instance.url));
-      this.publish(name, instances, checker);
-    }));
+    this.started = true;
+    await Promise.all(Object.entries(this.services).map(([name, service]) => this.check(name, service)));
     this.lastSyncAt = Date.now();
     this.metrics.registrySynced(this.name, this.lastSyncAt);
+  }
+
+  private async check(name: string, service: StaticServiceConfig): Promise<void> {
+    if (!service.healthCheck) return;
+    const instances = toInstances(service);
+    const checker = new HealthChecker(service.healthCheck, () => this.publish(name, instances, checker), this.logger);
+    this.checkers.set(name, checker);
+    await checker.start(instances.map((instance) => instance.url));
+    if (this.checkers.get(name) === checker) this.publish(name, instances, checker);
+  }
+
+  /**
+   * Applies a reloaded `registry.static.services`: services whose instances or health check changed
+   * get a fresh snapshot (and checker); unchanged ones keep theirs, so their health state survives.
+   */
+  async update(services: Readonly<Record<string, StaticServiceConfig>>): Promise<void> {
+    const previous = this.services;
+    this.services = services;
+    const changed: string[] = [];
+    for (const name of Object.keys(previous)) {
+      if (Object.hasOwn(services, name)) continue;
+      this.checkers.get(name)?.stop();
+      this.checkers.delete(name);
+      this.snapshots.delete(name);
+    }
+    for (const [name, service] of Object.entries(services)) {
+      if (Object.hasOwn(previous, name) && JSON.stringify(previous[name]) === JSON.stringify(service)) continue;
+      this.checkers.get(name)?.stop();
+      this.checkers.delete(name);
+      this.snapshots.set(name, { name, instances: toInstances(service), unhealthy: [] });
+      changed.push(name);
+    }
+    for (const name of changed) for (const listener of this.listeners) listener(name);
+    if (this.started) await Promise.all(changed.map((name) => this.check(name, services[name]!)));
   }
 
   private publish(name: string, instances: readonly Instance[], checker: HealthChecker): void {
@@ -43,7 +72,8 @@ export class StaticRegistry implements Registry {
   }
 
   async stop(): Promise<void> {
-    for (const checker of this.checkers) checker.stop();
+    this.started = false;
+    for (const checker of this.checkers.values()) checker.stop();
   }
 
   status(): RegistryStatus {
