@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, formatProblem, loadConfigFile, parseConfig } from './config/load.ts';
+import { printRoutes } from './cli-routes.ts';
 import { startFromConfig } from './main.ts';
 
 const USAGE = {
@@ -9,6 +10,7 @@ const USAGE = {
 Usage:
   waygate start [--config FILE]       run the gateway (default config: $WAYGATE_CONFIG or config/gateway.yaml)
   waygate validate --config FILE      check a config file; prints "ok" or every problem as FILE:LINE:COL path: reason
+  waygate routes [--admin URL]        print the live routing table of a running gateway
   waygate <command> --help            help for one command
 `,
   start: `Usage: waygate start [--config FILE]
@@ -24,6 +26,15 @@ problem ("FILE:LINE:COL field.path: reason") otherwise.
   --config FILE   YAML config to check (required)
   --help          show this help
 `,
+  routes: `Usage: waygate routes [--admin URL] [--config FILE]
+
+Prints the live routing table of a running gateway: each route with its match and service, and each
+instance with its health, breaker and ejection.
+  --admin URL     admin listener (default: from --config, else http://127.0.0.1:9901)
+  --config FILE   read the admin address and admin.token from this config
+  --help          show this help
+The admin token comes from WAYGATE_ADMIN_TOKEN, else the config's admin.token.
+`,
 };
 
 /** Runs the CLI; returns the exit code (start never returns until the process is told to stop). */
@@ -33,13 +44,15 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv = p
     process.stdout.write(USAGE.main);
     return command === undefined ? 1 : 0;
   }
-  if (command !== 'start' && command !== 'validate') {
+  if (command !== 'start' && command !== 'validate' && command !== 'routes') {
     process.stderr.write(`waygate: unknown command "${command}"\n\n${USAGE.main}`);
     return 1;
   }
-  let values: { config?: string | undefined; help?: boolean | undefined };
+  let values: { config?: string | undefined; help?: boolean | undefined; admin?: string | undefined };
   try {
-    ({ values } = parseArgs({ args: [...rest], options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }));
+    const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } };
+    if (command === 'routes') options.admin = { type: 'string' };
+    ({ values } = parseArgs({ args: [...rest], options, strict: true, allowPositionals: false }) as { values: typeof values });
   } catch (error) {
     process.stderr.write(`waygate ${command}: ${(error as Error).message}\n\n${USAGE[command]}`);
     return 1;
@@ -48,6 +61,7 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv = p
     process.stdout.write(USAGE[command]);
     return 0;
   }
+  if (command === 'routes') return routes(values, env);
   if (command === 'validate') {
     if (!values.config) {
       process.stderr.write(`waygate validate: --config FILE is required\n\n${USAGE.validate}`);
@@ -68,6 +82,24 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv = p
     process.stderr.write(`waygate: failed to start: ${(error as Error).message}\n`);
     return 1;
   }
+}
+
+async function routes(values: { config?: string | undefined; admin?: string | undefined }, env: NodeJS.ProcessEnv): Promise<number> {
+  let admin = values.admin;
+  let token = env.WAYGATE_ADMIN_TOKEN || undefined;
+  if (values.config) {
+    try {
+      const config = loadConfigFile(values.config, env);
+      const host = ['0.0.0.0', '::', ''].includes(config.admin.host) ? '127.0.0.1' : config.admin.host;
+      admin ??= `http://${host.includes(':') ? `[${host}]` : host}:${config.admin.port}`;
+      token ??= config.admin.token;
+    } catch (error) {
+      const message = error instanceof ConfigError ? error.problems.map(formatProblem).join('\n') : (error as Error).message;
+      process.stderr.write(`waygate routes: cannot read --config:\n${message}\n`);
+      return 1;
+    }
+  }
+  return printRoutes(admin ?? 'http://127.0.0.1:9901', token, (text) => process.stdout.write(text), (text) => process.stderr.write(text));
 }
 
 function validate(file: string, env: NodeJS.ProcessEnv): number {
