@@ -4,6 +4,7 @@ import { buildAdminServer } from './admin/admin-server.ts';
 import { applicableConfig, restartRequired } from './config/reload.ts';
 import type { ReloadOutcome } from './config/watch.ts';
 import type { GatewayConfig, RouteConfig } from './config/types.ts';
+import { AccessLog } from './observability/access-log.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { GatewayMetrics } from './observability/metrics.ts';
 import { AttemptDispatcher } from './proxy/dispatcher.ts';
@@ -65,6 +66,7 @@ export class Gateway {
   private readonly staticTls = new Map<string, UpstreamTls>();
   private readonly consulTls: UpstreamTls;
   private readonly certificate: { cert: Buffer; key: Buffer } | undefined;
+  private accessLog: AccessLog | undefined;
 
   /** The config being served; replaced whole by reload(). */
   config: GatewayConfig;
@@ -269,6 +271,7 @@ export class Gateway {
     this.config = applied;
     await (this.registries[0] as StaticRegistry).update(applied.registry.static.services);
     this.setRoutes(this.withTagRoutes(applied.routes));
+    this.accessLog?.reopen(); // after logrotate moved the file
     this.version += 1;
     this.loadedAt = new Date();
     this.lastReload = { at: this.loadedAt.toISOString(), result: 'success', errors: [], restartRequired: blocked };
@@ -384,7 +387,8 @@ export class Gateway {
         }
       }
     }
-    this.publicServer = await buildPublicServer({ table: () => this.table, metrics: this.metrics, logger: this.logger, dispatcher: this.dispatcher, server: this.config.server, certificate: this.certificate, tlsFor: (pool) => this.tlsFor(pool) });
+    if (this.config.accessLog.enabled) this.accessLog = new AccessLog(this.config.accessLog);
+    this.publicServer = await buildPublicServer({ table: () => this.table, metrics: this.metrics, logger: this.logger, dispatcher: this.dispatcher, server: this.config.server, accessLog: this.accessLog, certificate: this.certificate, tlsFor: (pool) => this.tlsFor(pool) });
     await this.publicServer.listen({ host: this.config.server.host, port: this.config.server.port });
     this.phase = 'serving';
     await this.registerWithConsul();
@@ -416,6 +420,7 @@ export class Gateway {
 
   /** Stops everything but the public listener (stop() drains that first). */
   private async stopParts(): Promise<void> {
+    await this.accessLog?.close().catch(() => undefined);
     await Promise.allSettled(this.registries.map((registry) => registry.stop()));
     for (const pool of this.pools.values()) pool.close();
     this.clock.stop();

@@ -97,6 +97,8 @@ export const DEFAULTS = deepFreeze({
   },
   admin: { host: '127.0.0.1', port: 9901 },
   shutdown: { drainDelayMs: 5_000, timeoutMs: 30_000 },
+  // Off by default: request lines are volume an operator opts into; stdout suits containers.
+  accessLog: { enabled: false, path: 'stdout' },
   instanceWeight: 1,
   healthCheck: { path: '/health', intervalMs: 5_000, timeoutMs: 2_000, unhealthyThreshold: 2, healthyThreshold: 1 },
   consul: {
@@ -527,6 +529,10 @@ class Resolver {
       registry: compact({ static: { services }, consul }),
       defaults,
       routes,
+      accessLog: {
+        enabled: asBool(asObj(root['accessLog'])['enabled']) ?? DEFAULTS.accessLog.enabled,
+        path: asString(asObj(root['accessLog'])['path']) ?? DEFAULTS.accessLog.path,
+      },
     };
   }
 

@@ -16,6 +16,7 @@ const RESTART_ONLY: ReadonlyArray<readonly [string, (config: GatewayConfig) => u
   ['server.maxConnections', (c) => c.server.maxConnections],
   ['admin', (c) => c.admin],
   ['registry.consul', (c) => c.registry.consul],
+  ['accessLog', (c) => c.accessLog],
 ];
 
 /** Which restart-only keys differ between two configs (in the order above). */
@@ -28,5 +29,5 @@ export function restartRequired(running: GatewayConfig, next: GatewayConfig): st
  * what is served always matches one consistent view and the difference is reported, not half-applied.
  */
 export function applicableConfig(running: GatewayConfig, next: GatewayConfig): GatewayConfig {
-  return { ...next, server: running.server, admin: running.admin, registry: { ...next.registry, consul: running.registry.consul } };
+  return { ...next, server: running.server, admin: running.admin, accessLog: running.accessLog, registry: { ...next.registry, consul: running.registry.consul } };
 }

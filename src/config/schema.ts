@@ -193,6 +193,7 @@ export const configSchema: SchemaObject = mapping(
     }),
     admin: mapping({ host: text, port, token: { type: 'string' } }),
     shutdown: mapping({ drainDelay: duration(), timeout: duration() }),
+    accessLog: mapping({ enabled: bool, path: text }),
     registry: mapping({
       static: mapping({ services: { type: 'object', additionalProperties: service } }),
       consul,

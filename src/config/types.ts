@@ -11,6 +11,14 @@ export interface GatewayConfig {
   readonly registry: RegistryConfig;
   readonly defaults: RouteDefaults;
   readonly routes: readonly RouteConfig[];
+  readonly accessLog: AccessLogConfig;
+}
+
+/** One JSON line per request, written asynchronously. */
+export interface AccessLogConfig {
+  readonly enabled: boolean;
+  /** "stdout" or a file path (reopened on reload, for logrotate). */
+  readonly path: string;
 }
 
 export interface ListenConfig {

@@ -96,6 +96,15 @@ export class Exchange implements AttemptListener {
     return this.attempts;
   }
 
+  /** The service (pool) this request used, and the instance of its last attempt, for the access log. */
+  get serviceName(): string {
+    return this.pool.name;
+  }
+
+  get lastInstanceUrl(): string | null {
+    return this.current?.runtime.instance.url ?? null;
+  }
+
   start(): void {
     const limit = this.entry.route.maxInFlight;
     if (limit !== undefined && this.env.load.inflight >= limit) {

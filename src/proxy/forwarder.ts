@@ -21,6 +21,12 @@ export interface ProxyContext {
   readonly hashKey: string | undefined;
   /** The exchange once forwarding began; its clientClosed() runs when the response closes. */
   exchange: Exchange | undefined;
+  /** The client's address as the trusted-proxy rule sees it (for hashing and the access log). */
+  readonly clientIp: () => string;
+  /** Body bytes relayed to the client. */
+  bytesSent: number;
+  /** The request path as the client sent it (before normalization), for the access log. */
+  readonly originalPath: string;
 }
 
 /** What the request carries: nothing, a buffer held for retries, or a stream that can be sent once. */
@@ -154,6 +160,7 @@ class NodeExchangeIO implements ClientSide, UpstreamSide {
   }
 
   write(chunk: Buffer): boolean {
+    this.ctx.bytesSent += chunk.length;
     return this.res.write(chunk);
   }
 

@@ -13,6 +13,7 @@ import { normalizePath, stripPathPrefix } from '../routing/path.ts';
 import type { ServicePool } from '../routing/service-pool.ts';
 import type { RouteTable } from '../routing/table.ts';
 import type { UpstreamTls } from './upstream-tls.ts';
+import type { AccessLog } from '../observability/access-log.ts';
 import type { AttemptDispatcher } from './dispatcher.ts';
 import { Forwarder, type ProxyContext, shouldBufferBody } from './forwarder.ts';
 import { chooseRequestId, webSocketUpstreamHeaders, withoutHopByHop } from './headers.ts';
@@ -45,6 +46,8 @@ export interface PublicServerDeps {
   readonly logger: Logger;
   readonly dispatcher: AttemptDispatcher;
   readonly server: ServerConfig;
+  /** Present when accessLog.enabled. */
+  readonly accessLog?: AccessLog | undefined;
   /** server.tls, already read and checked. */
   readonly certificate?: { cert: Buffer; key: Buffer } | undefined;
   readonly tlsFor: (pool: ServicePool) => UpstreamTls;
@@ -166,6 +169,7 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     app.addHook('onClose', (_instance, done) => { tls.stop(); done(); });
   }
   app.decorate('waygateTls', tls ?? null);
+  const accessLog = deps.accessLog;
   const forwarder = new Forwarder({ metrics: deps.metrics, dispatcher: deps.dispatcher, maxBodySize: deps.server.maxBodySize, tlsFor: deps.tlsFor });
   const trusted = new TrustedProxies(deps.server.trustedProxies);
   const maxBodySize = deps.server.maxBodySize;
@@ -184,8 +188,26 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     exchange?.clientClosed();
     const method = KNOWN_METHODS.has(request.method) ? request.method : 'OTHER';
     const route = ctx?.entry.route.name ?? '(none)';
-    deps.metrics.requests.inc(route, method, exchange?.aborted ? CLIENT_CLOSED_REQUEST : this.statusCode);
-    deps.metrics.requestDuration.observe(route, Number(process.hrtime.bigint() - request.startedAt) / 1e9);
+    const status = exchange?.aborted ? CLIENT_CLOSED_REQUEST : this.statusCode;
+    const seconds = Number(process.hrtime.bigint() - request.startedAt) / 1e9;
+    deps.metrics.requests.inc(route, method, status);
+    deps.metrics.requestDuration.observe(route, seconds);
+    if (accessLog) {
+      const rawUrl = request.raw.url ?? '/';
+      accessLog.write({
+        requestId: String(request.id),
+        clientIp: ctx ? ctx.clientIp() : request.socket.remoteAddress ?? '',
+        method: request.method,
+        path: ctx?.originalPath ?? rawUrl.split('?', 1)[0]!,
+        status,
+        durationMs: Math.round(seconds * 1e6) / 1e3,
+        route: ctx?.entry.route.name ?? null,
+        service: exchange?.serviceName ?? ctx?.entry.pool.name ?? null,
+        instance: exchange?.lastInstanceUrl ?? null,
+        attempts: exchange?.attemptCount ?? 0,
+        bytesSent: ctx && exchange ? ctx.bytesSent : Number(this.getHeader('content-length') ?? 0),
+      });
+    }
   }
 
   app.addHook('onRequest', (request, reply, done) => {
@@ -216,7 +238,7 @@ export async function buildPublicServer(deps: PublicServerDeps): Promise<Fastify
     const peerIp = request.socket.remoteAddress ?? '';
     const trustedPeer = trusted.trusts(peerIp);
     const clientIp = () => (trustedPeer ? trusted.clientIp(peerIp, headerText(request.headers['x-forwarded-for'])) : peerIp);
-    const ctx: ProxyContext = { entry, upstreamUrl, hashKey: hashKeyOf(request, entry.route.hashKey, clientIp), exchange: undefined };
+    const ctx: ProxyContext = { entry, upstreamUrl, hashKey: hashKeyOf(request, entry.route.hashKey, clientIp), exchange: undefined, clientIp, bytesSent: 0, originalPath: rawPath };
     request.waygate = ctx;
     if (request.headers.upgrade?.toLowerCase() === 'websocket') {
       // A WebSocket picks its instance inside http-proxy; refuse here when there is none to pick.

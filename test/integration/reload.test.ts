@@ -157,3 +157,53 @@ ${extra}`;
     }
   });
 });
+
+describe('access log', () => {
+  test('one JSON line per request with the documented fields; a reload reopens the file (logrotate)', async () => {
+    const { readFileSync, existsSync } = await import('node:fs');
+    const logPath = join(dir, 'access.log');
+    const up = await startUpstream('logged');
+    const configPath = join(dir, 'access.yaml');
+    const text = (extra: string) => `server: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+shutdown: { drainDelay: 0s, timeout: 2s }
+accessLog: { enabled: true, path: "${logPath}" }
+registry: { static: { services: { s: { instances: ["${up.url}"] } } } }
+routes:
+  - { name: r, match: { pathPrefix: /r }, service: s }
+${extra}`;
+    writeFileSync(configPath, text(''));
+    const parsed = parseConfig(readFileSync(configPath, 'utf8'), { file: configPath, env: {} });
+    assert.ok(parsed.ok);
+    const { Gateway } = await import('../../src/gateway.ts');
+    const { createLogger } = await import('../../src/observability/logger.ts');
+    const { GatewayMetrics } = await import('../../src/observability/metrics.ts');
+    const gateway = new Gateway(parsed.config, { logger: createLogger('silent'), metrics: new GatewayMetrics({ processMetrics: false }) });
+    await gateway.start();
+    try {
+      const answer = await rawRequest(gateway.publicAddress, { path: '/r/x?q=1', headers: { 'x-request-id': 'log-me-1' } });
+      assert.equal(answer.status, 200);
+      assert.equal((await rawRequest(gateway.publicAddress, { path: '/nowhere' })).status, 404);
+      type Line = Record<string, unknown>;
+      const lines = async (): Promise<Line[]> => (existsSync(logPath) ? readFileSync(logPath, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Line) : []);
+      await waitFor('both lines to be written', async () => (await lines()).length >= 2, 10_000);
+      const [first, second] = await lines();
+      assert.deepEqual(Object.keys(first!).sort(), ['attempts', 'bytesSent', 'clientIp', 'durationMs', 'instance', 'method', 'path', 'requestId', 'route', 'service', 'status', 'time'].sort());
+      assert.equal(first!.requestId, 'log-me-1');
+      assert.equal(first!.clientIp, '127.0.0.1');
+      assert.deepEqual([first!.method, first!.path, first!.status, first!.route, first!.service, first!.instance, first!.attempts], ['GET', '/r/x', 200, 'r', 's', up.url, 1]);
+      assert.equal(first!.bytesSent, Buffer.byteLength(answer.body));
+      assert.equal(typeof first!.durationMs, 'number');
+      assert.match(String(first!.time), /^\d{4}-\d\d-\d\dT/);
+      assert.deepEqual([second!.status, second!.route, second!.instance, second!.attempts], [404, null, null, 0]);
+
+      renameSync(logPath, `${logPath}.1`); // logrotate moves it...
+      await gateway.reload(parsed.config); // ...and the reload reopens the path
+      await rawRequest(gateway.publicAddress, { path: '/r/after-rotate' });
+      await waitFor('a line in the new file', async () => (await lines()).some((line) => line.path === '/r/after-rotate'), 10_000);
+    } finally {
+      await gateway.stop();
+      await up.close();
+    }
+  });
+});

@@ -183,6 +183,7 @@ routes:
       server: { host: '10.0.0.1', port: 8000, ...SERVER_LIMITS },
       admin: { host: '127.0.0.2', port: 9000 },
       shutdown: { drainDelayMs: 1_000, timeoutMs: 60_000 },
+      accessLog: { enabled: false, path: 'stdout' },
       registry: {
         static: {
           services: {
@@ -288,6 +289,7 @@ routes:
           source: 'yaml',
         },
       ],
+      accessLog: { enabled: false, path: 'stdout' },
     } satisfies GatewayConfig);
     assert.equal('consul' in config.registry, false);
     assert.equal('hashKey' in (config.routes[0] ?? {}), false);
