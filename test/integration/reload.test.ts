@@ -207,3 +207,43 @@ ${extra}`;
     }
   });
 });
+
+describe('reload under load', () => {
+  test('0 failed requests over several hundred GETs during 5 reloads', async () => {
+    const up = await startUpstream('steady');
+    const yaml = (n: number) => `
+registry: { static: { services: { s: { instances: ["${up.url}"] } } } }
+routes:
+  - { name: steady, match: { pathPrefix: /steady }, service: s }
+  - { name: extra${n}, match: { pathPrefix: /extra${n} }, service: s }
+`;
+    const gw = await startGateway(yaml(0));
+    const http = await import('node:http');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+    try {
+      let stop = false;
+      const statuses: number[] = [];
+      const workers = Array.from({ length: 8 }, async () => {
+        while (!stop || statuses.length < 400) {
+          statuses.push((await rawRequest(gw.url, { path: '/steady/x', agent })).status);
+          if (statuses.length >= 2_000) break;
+        }
+      });
+      for (let n = 1; n <= 5; n++) {
+        await waitFor(`load before reload ${n}`, () => statuses.length >= n * 60);
+        const next = parseConfig(`server: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\nshutdown: { drainDelay: 0, timeout: 5s }\n${yaml(n)}`, { file: 't.yaml', env: {} });
+        assert.ok(next.ok);
+        await gw.gateway.reload(next.config);
+      }
+      stop = true;
+      await Promise.all(workers);
+      assert.ok(statuses.length >= 400, `requests ${statuses.length}`);
+      assert.deepEqual([...new Set(statuses)], [200]);
+      assert.equal(gw.gateway.configVersion, 6);
+    } finally {
+      agent.destroy();
+      await gw.stop();
+      await up.close();
+    }
+  });
+});
