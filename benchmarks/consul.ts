@@ -7,17 +7,30 @@
  *   proxied requests reflect it.
  *   Part 2, scale: 10 … 5,000 routed services (1 instance each, one shared upstream). Time to ready,
  *   connections held to Consul, gateway memory, and convergence of ~30 critical/recover changes.
+ *   Part 3, failover: doubles for dc1 and dc2 (linked), `web` with one instance in each, a route with
+ *   `datacenters: [dc1, dc2]`, a steady request loop; 20 x (dc1 critical -> first answer from dc2, dc1
+ *   passing -> first answer from dc1), with every failed request counted.
+ *   Part 4, cold start at 1,000 services: spawn -> /health/ready 200 and -> first 200 through a route,
+ *   from the snapshot file with Consul refusing connections, next to a Consul-up start without the file
+ *   (and one with both), interleaved rounds.
+ *   Part 5, split accuracy: static registry, `split` 90/10, 50/50 and 99/1, 10,000 requests each;
+ *   observed shares against the weights in binomial standard deviations.
  *
  * Topology: the bench process hosts the Consul double (test/support/consul-double.ts), the upstream
  * servers and the (sequential) client; waygate runs as its own child process (bin/waygate.js on dist/).
  *
  * Env: BENCH_SCALES (default 10,100,1000,5000), BENCH_CHANGES (part 1, default 100),
  *      BENCH_SCALE_CHANGES (part 2, default 30), BENCH_GAP_MS (pause between changes, default 250),
- *      BENCH_TIMEOUT_MS (per change, default 10000), BENCH_PARTS (default "convergence,scale"),
+ *      BENCH_TIMEOUT_MS (per change, default 10000),
+ *      BENCH_PARTS (default "convergence,scale,failover,snapshot,split"),
+ *      BENCH_FAILOVER_SWITCHES (default 20), BENCH_FAILOVER_INTERVAL_MS (request loop period, default 2),
+ *      BENCH_SNAPSHOT_SERVICES (default 1000), BENCH_SNAPSHOT_ROUNDS (default 3),
+ *      BENCH_SPLIT_REQUESTS (per case, default 10000), BENCH_SPLIT_CONCURRENCY (default 16),
+ *      BENCH_SPLIT_CASES (default "90:10,50:50,99:1"),
  *      BENCH_SEED (default 1), BENCH_SKIP_BUILD=1 to reuse dist/.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -37,7 +50,17 @@ const SCALE_CHANGES = Math.round(envNumber('BENCH_SCALE_CHANGES', 30));
 const GAP_MS = process.env['BENCH_GAP_MS'] === '0' ? 0 : envNumber('BENCH_GAP_MS', 250);
 const TIMEOUT_MS = envNumber('BENCH_TIMEOUT_MS', 10_000);
 const SCALES = (process.env['BENCH_SCALES'] ?? '10,100,1000,5000').split(',').map((s) => Number(s.trim())).filter((n) => Number.isInteger(n) && n > 0);
-const PARTS = new Set((process.env['BENCH_PARTS'] ?? 'convergence,scale').split(',').map((s) => s.trim()));
+const PARTS = new Set((process.env['BENCH_PARTS'] ?? 'convergence,scale,failover,snapshot,split').split(',').map((s) => s.trim()));
+const FAILOVER_SWITCHES = Math.round(envNumber('BENCH_FAILOVER_SWITCHES', 20));
+const FAILOVER_INTERVAL_MS = envNumber('BENCH_FAILOVER_INTERVAL_MS', 2);
+const SNAPSHOT_SERVICES = Math.round(envNumber('BENCH_SNAPSHOT_SERVICES', 1000));
+const SNAPSHOT_ROUNDS = Math.round(envNumber('BENCH_SNAPSHOT_ROUNDS', 3));
+/** Per cold start: spawn to ready and to the first 200. */
+const SNAPSHOT_TIMEOUT_MS = 60_000;
+const SPLIT_REQUESTS = Math.round(envNumber('BENCH_SPLIT_REQUESTS', 10_000));
+const SPLIT_CONCURRENCY = Math.round(envNumber('BENCH_SPLIT_CONCURRENCY', 16));
+const SPLIT_Z_LIMIT = 3;
+const SPLIT_CASES = parseSplitCases(process.env['BENCH_SPLIT_CASES'] ?? '90:10,50:50,99:1');
 
 // ───────────────────────────── small helpers ─────────────────────────────
 
@@ -115,28 +138,43 @@ process.on('exit', () => {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 });
 
-function gatewayConfig(services: readonly string[], consulAddress: string, port: number, adminPort: number): string {
-  const lines = [
+/** The YAML every bench gateway starts with: both listeners on 127.0.0.1, no drain delay. */
+function configHead(port: number, adminPort: number): string[] {
+  return [
     `server: { host: 127.0.0.1, port: ${port} }`,
     `admin: { host: 127.0.0.1, port: ${adminPort} }`,
     'shutdown: { drainDelay: 0s, timeout: 5s }',
+  ];
+}
+
+/** `registry.consul` plus one route `/<name>` per service. */
+function consulRoutesYaml(services: readonly string[], consulAddress: string, snapshotFile?: string): string {
+  const lines = [
     'registry:',
-    `  consul: { address: "${consulAddress}", wait: 30s }`,
+    `  consul: { address: "${consulAddress}", wait: 30s${snapshotFile ? `, snapshotFile: "${snapshotFile}"` : ''} }`,
     'routes:',
   ];
   for (const name of services) {
     lines.push(`  - name: ${name}`, `    match: { pathPrefix: /${name} }`, `    service: ${name}`, '    stripPrefix: true');
   }
-  return `${lines.join('\n')}\n`;
+  return lines.join('\n');
 }
 
-async function startGateway(services: readonly string[], double: ConsulDouble): Promise<Gateway> {
+interface LaunchedGateway extends Gateway {
+  readonly publicUrl: string;
+  /** performance.now() just before the child was spawned (config already written, ports chosen). */
+  readonly spawnedAt: number;
+}
+
+/** Writes `head + body` as the config and spawns `node bin/waygate.js start` on it. */
+async function launchGateway(body: string): Promise<LaunchedGateway> {
   const port = await freePort();
   const adminPort = await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'waygate-consul-bench-'));
   tempDirs.add(dir);
   const file = path.join(dir, 'gateway.yaml');
-  writeFileSync(file, gatewayConfig(services, double.address, port, adminPort));
+  writeFileSync(file, `${[...configHead(port, adminPort), body].join('\n')}\n`);
+  const spawnedAt = performance.now();
   const child = spawnNode('waygate', [path.join(ROOT, 'bin/waygate.js'), 'start', '--config', file], {
     env: { WAYGATE_LOG_LEVEL: 'warn' },
     echoStderr: true,
@@ -144,7 +182,11 @@ async function startGateway(services: readonly string[], double: ConsulDouble): 
   // One connection each: requests are strictly sequential, as a single client would send them.
   const publicPool = new Pool(`http://127.0.0.1:${port}`, { connections: 1, pipelining: 1 });
   const adminPool = new Pool(`http://127.0.0.1:${adminPort}`, { connections: 1, pipelining: 1 });
-  return { child, publicPool, adminPool, adminUrl: `http://127.0.0.1:${adminPort}`, dir };
+  return { child, publicPool, adminPool, adminUrl: `http://127.0.0.1:${adminPort}`, publicUrl: `http://127.0.0.1:${port}`, dir, spawnedAt };
+}
+
+async function startGateway(services: readonly string[], double: ConsulDouble): Promise<Gateway> {
+  return launchGateway(consulRoutesYaml(services, double.address));
 }
 
 async function stopGateway(gw: Gateway): Promise<void> {
@@ -612,6 +654,569 @@ function printScale(rows: readonly ScaleRow[]): void {
   }
 }
 
+// ───────────────────────────── part 3: datacenter failover ─────────────────────────────
+
+interface LoopRecord {
+  /** performance.now() when the request was sent and when its answer was fully read (or it failed). */
+  readonly sentAt: number;
+  readonly at: number;
+  /** 0 = no HTTP answer (socket error, timeout). */
+  readonly status: number;
+  readonly body: string;
+  readonly error?: string;
+}
+
+/**
+ * A light, steady client: one keep-alive connection, one GET every `intervalMs` (sequential, so at
+ * most one in flight), every answer recorded. Stops on stop() or at `hardStopAt`, whichever comes first.
+ */
+class SteadyLoop {
+  readonly records: LoopRecord[] = [];
+  private stopped = false;
+  private waiter: { label: string; since: number; resolve: (at: number) => void } | undefined;
+  private readonly done: Promise<void>;
+
+  constructor(private readonly pool: Pool, private readonly pathName: string, private readonly intervalMs: number, private readonly hardStopAt: number) {
+    this.done = this.run();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped && performance.now() < this.hardStopAt) {
+      const sentAt = performance.now();
+      let record: LoopRecord;
+      try {
+        const res = await this.pool.request({ path: this.pathName, method: 'GET', headersTimeout: 5000, bodyTimeout: 5000 });
+        const body = await res.body.text();
+        record = { sentAt, at: performance.now(), status: res.statusCode, body };
+      } catch (error) {
+        record = { sentAt, at: performance.now(), status: 0, body: '', error: (error as Error).message };
+      }
+      this.records.push(record);
+      const w = this.waiter;
+      if (w && record.status >= 200 && record.status < 300 && record.body === w.label && record.at >= w.since) {
+        this.waiter = undefined;
+        w.resolve(record.at);
+      }
+      const rest = sentAt + this.intervalMs - performance.now();
+      if (rest > 0) await sleep(rest);
+    }
+  }
+
+  /** performance.now() of the first 2xx answer from `label` read at or after `since`; undefined on timeout. */
+  firstFrom(label: string, since: number, timeoutMs: number): Promise<number | undefined> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        resolve(undefined);
+      }, Math.max(0, since + timeoutMs - performance.now()));
+      this.waiter = {
+        label,
+        since,
+        resolve: (at) => {
+          clearTimeout(timer);
+          resolve(at);
+        },
+      };
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.done;
+  }
+}
+
+interface Switch {
+  readonly to: 'dc2' | 'dc1';
+  /** ms from the end of the double's write to the first answer from the other datacenter; undefined = miss. */
+  readonly ms: number | undefined;
+  /** Loop requests sent between the write and that first answer, and how many of them failed. */
+  readonly requestsBefore: number;
+  readonly failedBefore: number;
+  /** Requests sent after the first answer from the new datacenter and answered before the next write. */
+  readonly requestsAfter: number;
+  readonly failedAfter: number;
+  /** Of those, answered by the datacenter we switched away from (flapping back). */
+  readonly oldAfter: number;
+  /** When those old-datacenter answers were read, ms after the write (first 10). */
+  readonly oldAfterMs: number[];
+}
+
+interface FailoverReport {
+  readonly switches: number;
+  readonly intervalMs: number;
+  readonly gapMs: number;
+  readonly toDc2: Stats;
+  readonly toDc1: Stats;
+  readonly detail: Switch[];
+  readonly loopRequests: number;
+  readonly loopFailed: number;
+  readonly failedBeforeSeen: number;
+  readonly failedAfterSeen: number;
+  readonly oldAfterSeen: number;
+  readonly failures: Array<{ atMs: number; status: number; body: string; error?: string }>;
+  readonly loopP50Ms: number;
+  readonly loopP99Ms: number;
+  readonly targetMs: number;
+  readonly met: boolean;
+}
+
+async function failover(): Promise<FailoverReport> {
+  const dc2 = new ConsulDouble({ maxJitterFraction: 0, datacenter: 'dc2' });
+  await dc2.start();
+  const dc1 = new ConsulDouble({ maxJitterFraction: 0, datacenter: 'dc1', peers: [dc2] });
+  await dc1.start();
+  const up1 = await labelServer('dc1');
+  const up2 = await labelServer('dc2');
+  let gw: LaunchedGateway | undefined;
+  let loop: SteadyLoop | undefined;
+  try {
+    dc1.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: up1.port });
+    dc2.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: up2.port });
+    gw = await launchGateway([
+      'registry:',
+      `  consul: { address: "${dc1.address}", wait: 30s }`,
+      'routes:',
+      '  - { name: web, match: { pathPrefix: /web }, service: web, datacenters: [dc1, dc2] }',
+    ].join('\n'));
+    await waitReady(gw, 30_000);
+    // Hard stop: every switch may take the timeout twice, plus the gaps and a margin.
+    const hardStopAt = performance.now() + (FAILOVER_SWITCHES + 1) * 2 * (TIMEOUT_MS + GAP_MS + 1000) + 10_000;
+    loop = new SteadyLoop(gw.publicPool, '/web/', FAILOVER_INTERVAL_MS, hardStopAt);
+    if ((await loop.firstFrom('dc1', performance.now(), TIMEOUT_MS)) === undefined) throw new Error('failover: dc1 never answered before the first switch');
+
+    const switchOnce = async (to: 'dc1' | 'dc2'): Promise<{ t0: number; seenAt: number | undefined }> => {
+      dc1.setServiceStatus('web-1', to === 'dc2' ? 'critical' : 'passing');
+      const t0 = performance.now();
+      return { t0, seenAt: await loop!.firstFrom(to, t0, TIMEOUT_MS) };
+    };
+    // One unmeasured cycle: the gateway's first connection to dc2's instance, JIT.
+    for (const to of ['dc2', 'dc1'] as const) {
+      const { seenAt } = await switchOnce(to);
+      if (seenAt === undefined) throw new Error(`failover warm-up: no answer from ${to} within ${TIMEOUT_MS} ms`);
+      await sleep(GAP_MS);
+    }
+
+    const marks: Array<{ to: 'dc1' | 'dc2'; t0: number; seenAt: number | undefined }> = [];
+    for (let k = 0; k < FAILOVER_SWITCHES; k++) {
+      assertAlive(gw.child);
+      for (const to of ['dc2', 'dc1'] as const) {
+        const mark = await switchOnce(to);
+        marks.push({ to, ...mark });
+        if (mark.seenAt === undefined) {
+          // Make sure the next switch starts from the state it expects.
+          await loop.firstFrom(to, performance.now(), TIMEOUT_MS);
+        }
+        await sleep(GAP_MS);
+      }
+      if ((k + 1) % 5 === 0) process.stderr.write(`  failover: ${k + 1}/${FAILOVER_SWITCHES} switches\n`);
+    }
+    const endAt = performance.now();
+    await loop.stop();
+    const records = loop.records;
+
+    const failed = (r: LoopRecord) => r.status < 200 || r.status >= 300;
+    const detail: Switch[] = marks.map((m, i) => {
+      const nextT0 = marks[i + 1]?.t0 ?? endAt;
+      const seen = m.seenAt ?? nextT0;
+      const before = records.filter((r) => r.sentAt >= m.t0 && r.at <= seen);
+      // Only answers complete before the next write: one in flight across it may rightly come from either dc.
+      const after = records.filter((r) => r.sentAt > seen && r.at < nextT0);
+      const old = m.to === 'dc2' ? 'dc1' : 'dc2';
+      return {
+        to: m.to,
+        ms: m.seenAt === undefined ? undefined : m.seenAt - m.t0,
+        requestsBefore: before.length,
+        failedBefore: before.filter(failed).length,
+        requestsAfter: after.length,
+        failedAfter: after.filter(failed).length,
+        oldAfter: after.filter((r) => !failed(r) && r.body === old).length,
+        oldAfterMs: after.filter((r) => !failed(r) && r.body === old).slice(0, 10).map((r) => Math.round((r.at - m.t0) * 10) / 10),
+      };
+    });
+    const t00 = marks[0]?.t0 ?? 0;
+    const latencies = records.map((r) => r.at - r.sentAt).sort((a, b) => a - b);
+    const toDc2 = stats(detail.filter((d) => d.to === 'dc2').map((d) => d.ms));
+    const toDc1 = stats(detail.filter((d) => d.to === 'dc1').map((d) => d.ms));
+    const loopFailed = records.filter(failed).length;
+    const failedAfterSeen = detail.reduce((sum, d) => sum + d.failedAfter, 0);
+    const oldAfterSeen = detail.reduce((sum, d) => sum + d.oldAfter, 0);
+    return {
+      switches: FAILOVER_SWITCHES,
+      intervalMs: FAILOVER_INTERVAL_MS,
+      gapMs: GAP_MS,
+      toDc2,
+      toDc1,
+      detail,
+      loopRequests: records.length,
+      loopFailed,
+      failedBeforeSeen: detail.reduce((sum, d) => sum + d.failedBefore, 0),
+      failedAfterSeen,
+      oldAfterSeen,
+      failures: records.filter(failed).slice(0, 50).map((r) => ({ atMs: r.sentAt - t00, status: r.status, body: r.body.slice(0, 200), ...(r.error ? { error: r.error } : {}) })),
+      loopP50Ms: percentile(latencies, 50),
+      loopP99Ms: percentile(latencies, 99),
+      targetMs: CONVERGENCE_TARGET_MS,
+      met: toDc2.p99 < CONVERGENCE_TARGET_MS && toDc1.p99 < CONVERGENCE_TARGET_MS && toDc2.misses + toDc1.misses === 0 && loopFailed === 0 && oldAfterSeen === 0,
+    };
+  } finally {
+    await loop?.stop();
+    if (gw) await stopGateway(gw);
+    await dc1.stop();
+    await dc2.stop();
+    await closeServer(up1.server);
+    await closeServer(up2.server);
+  }
+}
+
+function printFailover(r: FailoverReport): void {
+  console.log(`\n## Part 3 — datacenter failover: route datacenters [dc1, dc2], 1 instance each, ${r.switches} switches each way (ms from the Consul write to the first answer from the other dc)\n`);
+  const row = (name: string, s: Stats, of: Switch[]) => [
+    name,
+    String(s.n),
+    ms(s.p50),
+    ms(s.p99),
+    ms(s.max),
+    String(s.misses),
+    String(of.reduce((sum, d) => sum + d.requestsBefore, 0)),
+    String(of.reduce((sum, d) => sum + d.failedBefore, 0)),
+    String(of.reduce((sum, d) => sum + d.requestsAfter, 0)),
+    String(of.reduce((sum, d) => sum + d.failedAfter, 0)),
+    String(of.reduce((sum, d) => sum + d.oldAfter, 0)),
+  ];
+  printTable(
+    [
+      { header: 'direction', align: 'left' },
+      { header: 'n' },
+      { header: 'p50' },
+      { header: 'p99' },
+      { header: 'max' },
+      { header: 'miss' },
+      { header: 'req until seen' },
+      { header: 'failed until seen' },
+      { header: 'req after seen' },
+      { header: 'failed after seen' },
+      { header: 'old dc after seen' },
+    ],
+    [
+      row('dc1 critical -> dc2', r.toDc2, r.detail.filter((d) => d.to === 'dc2')),
+      row('dc1 passing -> dc1', r.toDc1, r.detail.filter((d) => d.to === 'dc1')),
+    ],
+  );
+  console.log(`steady loop: one GET /web/ every ${r.intervalMs} ms on one keep-alive connection, ${r.loopRequests} requests (latency p50 ${ms(r.loopP50Ms)} ms, p99 ${ms(r.loopP99Ms)} ms), failed (non-2xx or error): ${r.loopFailed}`);
+  for (const f of r.failures.slice(0, 5)) console.log(`  failed at +${f.atMs.toFixed(0)} ms: ${f.status || 'no answer'} ${f.error ?? f.body.slice(0, 100)}`);
+  console.log('"after seen": requests sent after the first answer from the new dc and answered before the next write; "old dc": of those, answered by the dc switched away from (flapping back)');
+  console.log(`target: p99 < ${r.targetMs} ms both ways, no misses, 0 failed requests, 0 old-dc answers after the switch is seen: ${r.met ? 'MET' : 'MISSED'}`);
+}
+
+// ───────────────────────────── part 4: cold start from the snapshot file ─────────────────────────────
+
+type ColdVariant = 'snapshot, Consul down' | 'snapshot, Consul up' | 'no snapshot, Consul up';
+const COLD_VARIANTS: readonly ColdVariant[] = ['snapshot, Consul down', 'no snapshot, Consul up', 'snapshot, Consul up'];
+
+interface ColdRun {
+  readonly round: number;
+  readonly variant: ColdVariant;
+  /** ms from spawn to /health/ready 200 and to the first 200 through a route; undefined = not within the timeout. */
+  readonly readyMs: number | undefined;
+  readonly firstOkMs: number | undefined;
+  /** Services the snapshot file held after this gateway stopped (undefined: no file configured). */
+  readonly fileServicesAfter: number | undefined;
+}
+
+interface SnapshotReport {
+  readonly services: number;
+  readonly rounds: number;
+  /** ms from spawning the first gateway (Consul up, no file) until the file held every service. */
+  readonly fileCompleteMs: number;
+  readonly fileBytes: number;
+  readonly runs: ColdRun[];
+  readonly medians: Record<string, { readyMs: number; firstOkMs: number; misses: number }>;
+  readonly met: boolean;
+}
+
+/** Services with at least one instance in a snapshot file; 0 when it is missing or unreadable. */
+function snapshotServices(file: string): number {
+  try {
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { services?: Record<string, { instances?: unknown[] }> };
+    return Object.values(doc.services ?? {}).filter((s) => (s.instances?.length ?? 0) > 0).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** Polls a path every 5 ms until it answers 200; ms since `from`, or undefined after timeoutMs. */
+async function firstOk(gw: Gateway, pool: Pool, pathName: string, from: number, timeoutMs: number): Promise<number | undefined> {
+  while (performance.now() - from < timeoutMs) {
+    if (gw.child.proc.exitCode !== null || gw.child.proc.signalCode !== null) return undefined;
+    try {
+      const res = await pool.request({ path: pathName, method: 'GET', headersTimeout: 2000, bodyTimeout: 2000 });
+      await res.body.text();
+      if (res.statusCode === 200) return performance.now() - from;
+    } catch {
+      // not listening yet
+    }
+    await sleep(5);
+  }
+  return undefined;
+}
+
+const median = (values: readonly number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length === 0) return NaN;
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+async function snapshotColdStart(): Promise<SnapshotReport> {
+  const n = SNAPSHOT_SERVICES;
+  const double = new ConsulDouble({ agentNode: NODE, maxConnsPerClient: 0 });
+  await double.start();
+  const { server, port } = await labelServer('shared');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'waygate-consul-snapshot-'));
+  tempDirs.add(dir);
+  const file = path.join(dir, 'consul-snapshot.json');
+  const pristine = path.join(dir, 'pristine.json');
+  const names = Array.from({ length: n }, (_, i) => `s${i}`);
+  const probe = `/${names[n - 1]}/`;
+  try {
+    for (const name of names) double.register({ id: `${name}-0`, name, address: '127.0.0.1', port, status: 'passing', node: NODE });
+
+    // Fill the file: a gateway with Consul up, until the file holds every service.
+    const first = await launchGateway(consulRoutesYaml(names, double.address, file));
+    let fileCompleteMs: number;
+    try {
+      await waitReady(first, 180_000);
+      const deadline = performance.now() + 60_000;
+      while (snapshotServices(file) < n) {
+        assertAlive(first.child);
+        if (performance.now() > deadline) throw new Error(`snapshot: the file holds ${snapshotServices(file)} of ${n} services after 60 s`);
+        await sleep(50);
+      }
+      fileCompleteMs = performance.now() - first.spawnedAt;
+    } finally {
+      await stopGateway(first);
+    }
+    copyFileSync(file, pristine);
+    const fileBytes = statSync(pristine).size;
+
+    const runs: ColdRun[] = [];
+    for (let round = 0; round < SNAPSHOT_ROUNDS; round++) {
+      // Rotate the order by one variant per round, so no variant always runs first.
+      const order = COLD_VARIANTS.map((_, i) => COLD_VARIANTS[(i + round) % COLD_VARIANTS.length]!);
+      for (const variant of order) {
+        const withFile = variant !== 'no snapshot, Consul up';
+        if (withFile) copyFileSync(pristine, file);
+        if (variant === 'snapshot, Consul down') await double.setFault('refuse');
+        const gw = await launchGateway(consulRoutesYaml(names, double.address, withFile ? file : undefined));
+        // The readiness poller gets the admin pool, the route poller the public one; both every 5 ms.
+        const [readyMs, firstOkMs] = await Promise.all([
+          firstOk(gw, gw.adminPool, '/health/ready', gw.spawnedAt, SNAPSHOT_TIMEOUT_MS),
+          firstOk(gw, gw.publicPool, probe, gw.spawnedAt, SNAPSHOT_TIMEOUT_MS),
+        ]);
+        const tail = gw.child.tail.slice(-5).join('\n');
+        await stopGateway(gw);
+        if (variant === 'snapshot, Consul down') await double.setFault(null);
+        if (readyMs === undefined || firstOkMs === undefined) process.stderr.write(`  snapshot: ${variant}, round ${round + 1}: not serving within ${SNAPSHOT_TIMEOUT_MS} ms\n${tail}\n`);
+        runs.push({ round: round + 1, variant, readyMs, firstOkMs, fileServicesAfter: withFile ? snapshotServices(file) : undefined });
+      }
+      process.stderr.write(`  snapshot: round ${round + 1}/${SNAPSHOT_ROUNDS}\n`);
+    }
+    const medians: SnapshotReport['medians'] = {};
+    for (const variant of COLD_VARIANTS) {
+      const of = runs.filter((r) => r.variant === variant);
+      medians[variant] = {
+        readyMs: median(of.map((r) => r.readyMs ?? SNAPSHOT_TIMEOUT_MS)),
+        firstOkMs: median(of.map((r) => r.firstOkMs ?? SNAPSHOT_TIMEOUT_MS)),
+        misses: of.filter((r) => r.readyMs === undefined || r.firstOkMs === undefined).length,
+      };
+    }
+    const down = medians['snapshot, Consul down']!;
+    const up = medians['no snapshot, Consul up']!;
+    const met = down.misses === 0 && down.readyMs <= up.readyMs && down.firstOkMs <= up.firstOkMs;
+    return { services: n, rounds: SNAPSHOT_ROUNDS, fileCompleteMs, fileBytes, runs, medians, met };
+  } finally {
+    await double.setFault(null);
+    await double.stop();
+    await closeServer(server);
+    rmSync(dir, { recursive: true, force: true });
+    tempDirs.delete(dir);
+  }
+}
+
+function printSnapshot(r: SnapshotReport): void {
+  console.log(`\n## Part 4 — cold start at ${r.services.toLocaleString('en-US')} services: ms from spawning waygate, medians of ${r.rounds} interleaved rounds\n`);
+  printTable(
+    [
+      { header: 'start', align: 'left' },
+      { header: 'ready p50' },
+      { header: 'first 200 p50' },
+      { header: 'ready per round' },
+      { header: 'first 200 per round' },
+      { header: 'miss' },
+      { header: 'file services after stop' },
+    ],
+    COLD_VARIANTS.map((variant) => {
+      const of = r.runs.filter((run) => run.variant === variant);
+      const m = r.medians[variant]!;
+      const list = (values: Array<number | undefined>) => values.map((v) => (v === undefined ? 'miss' : v.toFixed(0))).join(' ');
+      return [
+        variant,
+        m.readyMs.toFixed(0),
+        m.firstOkMs.toFixed(0),
+        list(of.map((run) => run.readyMs)),
+        list(of.map((run) => run.firstOkMs)),
+        String(m.misses),
+        of.every((run) => run.fileServicesAfter === undefined) ? '-' : of.map((run) => run.fileServicesAfter ?? '-').join(' '),
+      ];
+    }),
+  );
+  console.log(`snapshot file: ${(r.fileBytes / 1024).toFixed(0)} KiB, complete ${(r.fileCompleteMs / 1000).toFixed(1)} s after the first gateway was spawned; restored from a pristine copy before every run that uses it`);
+  console.log(`"Consul down" = the double's listener closed (setFault('refuse'), connection refused); ready = /health/ready 200; first 200 = GET /s${r.services - 1}/ through the gateway`);
+  for (const run of r.runs) {
+    if (run.fileServicesAfter !== undefined && run.fileServicesAfter < r.services) {
+      console.log(`NOTE: round ${run.round}, ${run.variant}: the gateway left a snapshot file with ${run.fileServicesAfter} of ${r.services} services when it stopped (it was complete at start)`);
+    }
+  }
+  const down = r.medians['snapshot, Consul down']!;
+  const up = r.medians['no snapshot, Consul up']!;
+  console.log(`target: with Consul down, serves from the snapshot in every round, ready and first 200 no later than a Consul-up start without the file (${down.readyMs.toFixed(0)} vs ${up.readyMs.toFixed(0)} ms ready): ${r.met ? 'MET' : 'MISSED'}`);
+}
+
+// ───────────────────────────── part 5: split accuracy ─────────────────────────────
+
+interface SplitCase {
+  readonly weights: readonly [number, number];
+  readonly requests: number;
+  readonly counts: readonly [number, number];
+  readonly non200: number;
+  readonly errors: number;
+  readonly reqPerSec: number;
+  /** (observed count of the first backend - n p) / sqrt(n p (1 - p)), n = 200 answers. */
+  readonly z: number;
+}
+
+interface SplitReport {
+  readonly concurrency: number;
+  readonly cases: SplitCase[];
+  readonly zLimit: number;
+  readonly met: boolean;
+}
+
+function parseSplitCases(text: string): Array<readonly [number, number]> {
+  return text.split(',').map((item) => {
+    const [a, b] = item.split(':').map((s) => Number(s.trim()));
+    if (!Number.isInteger(a) || !Number.isInteger(b) || a! < 0 || b! < 0 || a! + b! === 0) throw new Error(`BENCH_SPLIT_CASES: "${item}" is not like 90:10`);
+    return [a!, b!] as const;
+  });
+}
+
+async function splitAccuracy(): Promise<SplitReport> {
+  const a = await labelServer('a');
+  const b = await labelServer('b');
+  let gw: LaunchedGateway | undefined;
+  let pool: Pool | undefined;
+  try {
+    const lines = [
+      'registry:',
+      '  static:',
+      '    services:',
+      `      split-a: { instances: ["http://127.0.0.1:${a.port}"] }`,
+      `      split-b: { instances: ["http://127.0.0.1:${b.port}"] }`,
+      'routes:',
+    ];
+    SPLIT_CASES.forEach(([wa, wb], i) => {
+      lines.push(`  - name: split-${i}`, `    match: { pathPrefix: /split-${i} }`, '    split:', `      - { service: split-a, weight: ${wa} }`, `      - { service: split-b, weight: ${wb} }`);
+    });
+    gw = await launchGateway(lines.join('\n'));
+    await waitReady(gw, 30_000);
+    pool = new Pool(gw.publicUrl, { connections: SPLIT_CONCURRENCY, pipelining: 1 });
+    const cases: SplitCase[] = [];
+    for (const [i, weights] of SPLIT_CASES.entries()) {
+      assertAlive(gw.child);
+      const pathName = `/split-${i}/`;
+      // Warm-up (not counted): connections, JIT.
+      for (let w = 0; w < 200; w++) await get(pool, pathName);
+      const counts: [number, number] = [0, 0];
+      let non200 = 0;
+      let errors = 0;
+      let sent = 0;
+      const started = performance.now();
+      const worker = async () => {
+        while (sent < SPLIT_REQUESTS) {
+          sent += 1;
+          try {
+            const answer = await get(pool!, pathName);
+            if (answer.status !== 200) non200 += 1;
+            else if (answer.body === 'a') counts[0] += 1;
+            else if (answer.body === 'b') counts[1] += 1;
+            else non200 += 1;
+          } catch {
+            errors += 1;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: SPLIT_CONCURRENCY }, worker));
+      const elapsedS = (performance.now() - started) / 1000;
+      const n = counts[0] + counts[1];
+      const p = weights[0] / (weights[0] + weights[1]);
+      const sd = Math.sqrt(n * p * (1 - p));
+      const z = sd === 0 ? (counts[0] === n * p ? 0 : Infinity) : (counts[0] - n * p) / sd;
+      cases.push({ weights, requests: SPLIT_REQUESTS, counts, non200, errors, reqPerSec: SPLIT_REQUESTS / elapsedS, z });
+    }
+    const met = cases.every((c) => Math.abs(c.z) < SPLIT_Z_LIMIT && c.non200 === 0 && c.errors === 0);
+    return { concurrency: SPLIT_CONCURRENCY, cases, zLimit: SPLIT_Z_LIMIT, met };
+  } finally {
+    await pool?.destroy();
+    if (gw) await stopGateway(gw);
+    await closeServer(a.server);
+    await closeServer(b.server);
+  }
+}
+
+function printSplit(r: SplitReport): void {
+  const total = r.cases[0]?.requests ?? 0;
+  console.log(`\n## Part 5 — split accuracy: static registry, 2 backends, ${total.toLocaleString('en-US')} requests per case (${r.concurrency} keep-alive connections)\n`);
+  const rows: string[][] = [];
+  for (const c of r.cases) {
+    const n = c.counts[0] + c.counts[1];
+    const sum = c.weights[0] + c.weights[1];
+    for (const k of [0, 1] as const) {
+      const p = c.weights[k] / sum;
+      const sd = Math.sqrt(n * p * (1 - p));
+      rows.push([
+        `${c.weights[0]}/${c.weights[1]}`,
+        k === 0 ? 'split-a' : 'split-b',
+        `${((100 * c.weights[k]) / sum).toFixed(1)} %`,
+        (n * p).toFixed(0),
+        sd.toFixed(1),
+        String(c.counts[k]),
+        `${n === 0 ? '-' : ((100 * c.counts[k]) / n).toFixed(2)} %`,
+        `${(k === 0 ? c.z : -c.z) >= 0 ? '+' : ''}${(k === 0 ? c.z : -c.z).toFixed(2)}`,
+        k === 0 ? String(c.non200 + c.errors) : '',
+        k === 0 ? c.reqPerSec.toFixed(0) : '',
+      ]);
+    }
+  }
+  printTable(
+    [
+      { header: 'case', align: 'left' },
+      { header: 'backend', align: 'left' },
+      { header: 'weight' },
+      { header: 'expected' },
+      { header: 'sd' },
+      { header: 'observed' },
+      { header: 'share' },
+      { header: 'deviation (sd)' },
+      { header: 'failed' },
+      { header: 'req/s' },
+    ],
+    rows,
+  );
+  console.log('sd = sqrt(n p (1 - p)) of Binomial(n, p), n = answered requests; deviation = (observed - expected) / sd');
+  console.log(`target: |deviation| < ${r.zLimit} sd in every case (a fair draw misses it with probability ~0.3 % per case), 0 failed: ${r.met ? 'MET' : 'MISSED'}`);
+}
+
 // ───────────────────────────── main ─────────────────────────────
 
 async function main(): Promise<void> {
@@ -620,6 +1225,7 @@ async function main(): Promise<void> {
   console.log(`# waygate Consul benchmark\nmachine: ${machine.cpu} x ${machine.cores} cores, node ${machine.node}, ${machine.platform}`);
   console.log(`load average at start: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} (other work on the box skews latencies)`);
   console.log(`changes: ${CHANGES} (part 1), ${Math.ceil(SCALE_CHANGES / 2) * 2} per scale (part 2); gap ${GAP_MS} ms; per-change timeout ${TIMEOUT_MS} ms; scales ${SCALES.join(', ')}`);
+  console.log(`failover: ${FAILOVER_SWITCHES} switches each way, a request every ${FAILOVER_INTERVAL_MS} ms; snapshot: ${SNAPSHOT_SERVICES} services x ${SNAPSHOT_ROUNDS} rounds; split: ${SPLIT_CASES.map((c) => c.join('/')).join(', ')} x ${SPLIT_REQUESTS} requests, ${SPLIT_CONCURRENCY} connections; parts: ${[...PARTS].join(',')}`);
 
   if (process.env['BENCH_SKIP_BUILD'] !== '1') {
     process.stderr.write('building dist/ (tsc -p tsconfig.build.json)...\n');
@@ -640,6 +1246,24 @@ async function main(): Promise<void> {
     }
     printScale(rows);
   }
+  let fail: FailoverReport | undefined;
+  if (PARTS.has('failover')) {
+    process.stderr.write('  failover: dc1 -> dc2 -> dc1...\n');
+    fail = await failover();
+    printFailover(fail);
+  }
+  let snap: SnapshotReport | undefined;
+  if (PARTS.has('snapshot')) {
+    process.stderr.write(`  snapshot: ${SNAPSHOT_SERVICES} services...\n`);
+    snap = await snapshotColdStart();
+    printSnapshot(snap);
+  }
+  let split: SplitReport | undefined;
+  if (PARTS.has('split')) {
+    process.stderr.write('  split: ' + SPLIT_CASES.map((c) => c.join('/')).join(', ') + '...\n');
+    split = await splitAccuracy();
+    printSplit(split);
+  }
   const runtimeS = (performance.now() - started) / 1000;
   const metricNames = [...new Set(rows.map((r) => r.metricName).filter((n) => n !== undefined))];
   if (rows.length > 0) console.log(`metric RSS read from: ${metricNames.join(', ') || 'not found'}`);
@@ -654,10 +1278,27 @@ async function main(): Promise<void> {
       {
         date: new Date().toISOString(),
         machine,
-        settings: { changes: CHANGES, scaleChanges: Math.ceil(SCALE_CHANGES / 2) * 2, gapMs: GAP_MS, timeoutMs: TIMEOUT_MS, scales: SCALES },
+        settings: {
+          parts: [...PARTS],
+          changes: CHANGES,
+          scaleChanges: Math.ceil(SCALE_CHANGES / 2) * 2,
+          gapMs: GAP_MS,
+          timeoutMs: TIMEOUT_MS,
+          scales: SCALES,
+          failoverSwitches: FAILOVER_SWITCHES,
+          failoverIntervalMs: FAILOVER_INTERVAL_MS,
+          snapshotServices: SNAPSHOT_SERVICES,
+          snapshotRounds: SNAPSHOT_ROUNDS,
+          splitRequests: SPLIT_REQUESTS,
+          splitConcurrency: SPLIT_CONCURRENCY,
+          splitCases: SPLIT_CASES,
+        },
         runtimeS,
         convergence: conv,
         scale: rows,
+        failover: fail,
+        snapshot: snap,
+        split,
       },
       null,
       2,
