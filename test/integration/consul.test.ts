@@ -458,7 +458,6 @@ describe('cold start from the snapshot file', () => {
       } finally {
         await second.stop();
       }
-
       writeFileSync(file, '{"version": 1, "address": "corrupt');
       await double.setFault('refuse');
       const warned = captureLogs();

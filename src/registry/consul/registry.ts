@@ -377,6 +377,7 @@ export class ConsulRegistry implements Registry {
       const state = this.states.get(service);
       if (!entry || !state || this.snapshots.has(service)) continue;
       this.snapshots.set(service, { name: service, instances: entry.instances, unhealthy: [] });
+      this.indexes.set(service, BigInt(entry.index));
       state.synced = true;
       state.stale = true;
       restored += 1;
@@ -401,8 +402,8 @@ export class ConsulRegistry implements Registry {
     if (!path) return;
     this.lastSnapshotWrite = Date.now();
     const services: Record<string, { index: string; instances: readonly Instance[] }> = {};
+    // Services still stale keep the file's entry: a restart during the catch-up must not shrink the last good state.
     for (const [name, snapshot] of this.snapshots) {
-      if (this.states.get(name)?.stale) continue; // only what Consul itself said
       Object.defineProperty(services, name, { value: { index: String(this.indexes.get(name) ?? 0n), instances: snapshot.instances }, enumerable: true, writable: true, configurable: true });
     }
     try {
