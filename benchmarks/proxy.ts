@@ -6,6 +6,7 @@
  *   fastify       a bare @fastify/http-proxy, one upstream
  *   fast-gateway  fast-gateway 3.4.7, one upstream
  *   waygate       `node bin/waygate.js start` (built dist/), one route, 3 static instances round-robin
+ *   waygate-log   the same with the access log on, to a file
  *   waygate-5k    the same with 5,000 more routes in front of that one (route scale; BENCH_ROUTE_SCALE=0 drops it)
  *   nginx         nginx, 1 worker, keep-alive upstream pool (skipped when not installed)
  *   haproxy       haproxy, 1 thread, keep-alive to the upstream (skipped when not installed)
@@ -395,10 +396,11 @@ async function bench(): Promise<void> {
     return { url, child };
   };
 
-  const startWaygate = async (routes: number): Promise<Started> => {
+  const startWaygate = async (routes: number, accessLog = false): Promise<Started> => {
     const [port, adminPort] = [await freePort(), await freePort()];
-    const file = path.join(tmp, `waygate-${routes}.yaml`);
-    writeFileSync(file, waygateConfig(port, adminPort, upstreams.urls, routes));
+    const file = path.join(tmp, `waygate-${routes}${accessLog ? '-log' : ''}.yaml`);
+    const logLine = accessLog ? `accessLog: { enabled: true, path: "${path.join(tmp, `access-${++runs}.log`)}" }\n` : '';
+    writeFileSync(file, logLine + waygateConfig(port, adminPort, upstreams.urls, routes));
     const child = spawnNode('waygate', [waygateBin, 'start', '--config', file], { env: { WAYGATE_LOG_LEVEL: 'warn' }, group: true });
     await waitUntilReady(`http://127.0.0.1:${adminPort}/health/ready`, { child, timeoutMs: 60_000 });
     const verify = routes > 0 ? () => checkRouteTable(`http://127.0.0.1:${adminPort}/admin/routes`, routes + 1) : undefined;
@@ -431,6 +433,7 @@ async function bench(): Promise<void> {
     { id: 'fastify', label: `@fastify/http-proxy ${versions.fastifyHttpProxy}`, start: () => startNodePeer('fastify') },
     { id: 'fast-gateway', label: `fast-gateway ${versions.fastGateway}`, start: () => startNodePeer('fast-gateway') },
     { id: 'waygate', label: 'waygate, 1 route, 3 instances RR', start: () => startWaygate(0) },
+    { id: 'waygate-log', label: 'waygate, same, access log to a file', start: () => startWaygate(0, true) },
     routeScale
       ? { id: 'waygate-5k', label: `waygate, ${fmt(extraRoutes + 1)} routes, last hit`, start: () => startWaygate(extraRoutes) }
       : { id: 'waygate-5k', skip: 'BENCH_ROUTE_SCALE=0' },
@@ -571,6 +574,11 @@ async function bench(): Promise<void> {
     printChecks(scaleChecks);
     const rps = checkTarget('', summaries, ['waygate-5k', 'reqPerSec'], ['waygate', 'reqPerSec'], '>=', 0);
     process.stdout.write(`  req/s ${fmt(extraRoutes + 1)} routes / 1 route: ${rps.value === undefined ? '-' : rps.value.toFixed(2)} (no target)${rps.perRound.length > 1 ? `  [per round: ${rps.perRound.map((r) => r.toFixed(2)).join(', ')}]` : ''}\n`);
+  }
+
+  if (summaries.has('waygate-log')) {
+    const cost = checkTarget('', summaries, ['waygate-log', 'proxyCpuUsPerReq'], ['waygate', 'proxyCpuUsPerReq'], '>=', 0);
+    process.stdout.write(`\naccess log on / off, CPU/req: ${cost.value === undefined ? '-' : cost.value.toFixed(3)} (no target)${cost.perRound.length > 1 ? `  [per round: ${cost.perRound.map((r) => r.toFixed(2)).join(', ')}]` : ''}\n`);
   }
 
   const noisy = rows.filter((r) => (r.otherCpuPct ?? 0) > NOISY_OTHER_CPU_PCT);
