@@ -24,9 +24,14 @@ type Destination = ReturnType<typeof pinoDestination>;
  */
 export class AccessLog {
   private readonly destination: Destination;
+  private readonly flusher: NodeJS.Timeout;
 
   constructor(config: AccessLogConfig) {
-    this.destination = pinoDestination({ dest: config.path === 'stdout' ? 1 : config.path, sync: false, mkdir: true });
+    // Lines collect up to 8 KiB before a write, so a busy gateway pays one syscall per ~40 requests, not one each.
+    this.destination = pinoDestination({ dest: config.path === 'stdout' ? 1 : config.path, sync: false, mkdir: true, minLength: 8 * 1024 });
+    // A quiet gateway still writes within a second.
+    this.flusher = setInterval(() => this.destination.flush(), 1_000);
+    this.flusher.unref();
   }
 
   write(record: AccessRecord): void {
@@ -40,6 +45,7 @@ export class AccessLog {
 
   /** Writes out what is buffered, then closes. */
   close(): Promise<void> {
+    clearInterval(this.flusher);
     return new Promise((resolve) => {
       try {
         this.destination.flushSync();
