@@ -383,6 +383,33 @@ describe('consistency, leaders and indexes', () => {
   });
 });
 
+describe('change feed sees every change', () => {
+  test('a re-registration on a new port (which the health feed does not show, fact 28) is followed in change-feed mode', async () => {
+    const double = new ConsulDouble({ maxJitterFraction: 0 });
+    await double.start();
+    double.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[0]!.port });
+    double.register({ id: 'other-1', name: 'other', address: '127.0.0.1', port: upstreams[1]!.port });
+    const yaml = consulYaml(double, `${webRoute}\n  - { name: other, match: { pathPrefix: /other }, service: other }`);
+    const consul = configFromYaml(`server: { host: 127.0.0.1, port: 0 }\n${yaml}`).registry.consul!;
+    const metrics = new GatewayMetrics({ processMetrics: false });
+    const registry = new ConsulRegistry(consul, new ConsulClient(consul), captureLogs().logger, metrics, { perServiceLimit: 1 });
+    const gw = await startGateway(yaml, { metrics, registries: [registry] });
+    try {
+      await until(async () => (await fetch(`${gw.adminUrl}/health/ready`)).status === 200, 'ready');
+      assert.equal(registry.watchMode, 'change-feed');
+      assert.deepEqual([...(await whoAnswers(gw, '/web', 2))], ['u1']);
+      const healthIndex = double.healthIndexBig();
+      double.register({ id: 'web-1', name: 'web', address: '127.0.0.1', port: upstreams[2]!.port });
+      assert.equal(double.healthIndexBig(), healthIndex, 'the checks feed did not move');
+      await until(async () => (await whoAnswers(gw, '/web', 2)).has('u3'), 'the new port is routed', 1_000);
+      assert.deepEqual([...(await whoAnswers(gw, '/web', 4))], ['u3']);
+    } finally {
+      await gw.stop();
+      await double.stop();
+    }
+  });
+});
+
 describe('multi-datacenter failover', () => {
   test('instances come from the first datacenter with a healthy one; switching costs no failed request; traffic returns when dc1 recovers', async () => {
     const dc2 = new ConsulDouble({ maxJitterFraction: 0, datacenter: 'dc2' });

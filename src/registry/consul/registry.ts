@@ -28,6 +28,8 @@ export const REREAD_CONCURRENCY = 16;
 export const FEED_RATE_LIMIT = { burst: 5, intervalMs: 200 };
 /** Change-feed mode re-reads every service this often, catching instances that have no checks at all. */
 export const FULL_RESYNC_MS = 5 * 60_000;
+/** Change-feed mode re-reads every service at most this often when the catalog moves without a visible change. */
+export const CATALOG_RESYNC_WINDOW_MS = 10_000;
 /** Change-feed mode re-reads services of other datacenters this often (the local feed cannot see them). */
 export const REMOTE_POLL_MS = 5_000;
 
@@ -142,6 +144,7 @@ export class ConsulRegistry implements Registry {
     this.stopController.abort();
     clearInterval(this.resyncTimer);
     clearInterval(this.remoteTimer);
+    clearTimeout(this.catalogResync);
     if (this.snapshotTimer) {
       clearTimeout(this.snapshotTimer);
       this.snapshotTimer = undefined;
@@ -178,6 +181,20 @@ export class ConsulRegistry implements Registry {
   }
 
   private catalogSyncs = 0;
+  private catalogResync: NodeJS.Timeout | undefined;
+  private lastCatalogResync = 0;
+
+  /** Coalesced full re-read after an unexplained catalog change: bounded Consul load, changes seen within the window. */
+  private scheduleCatalogResync(): void {
+    if (this.catalogResync) return;
+    const wait = Math.max(0, this.lastCatalogResync + CATALOG_RESYNC_WINDOW_MS - Date.now());
+    this.catalogResync = setTimeout(() => {
+      this.catalogResync = undefined;
+      this.lastCatalogResync = Date.now();
+      for (const service of this.tracked) this.enqueue(service);
+    }, wait);
+    this.catalogResync.unref();
+  }
   /** Tags per tracked service as the catalog last listed them (change-feed mode). */
   private readonly catalogTags = new Map<string, string>();
 
@@ -340,12 +357,19 @@ export class ConsulRegistry implements Registry {
           const services = parseCatalogServices(body);
           this.catalogSyncs += 1;
           if (this.mode === 'change-feed') {
+            let explained = false;
             for (const service of this.tracked) {
               // New services, and tag changes, which the checks feed never shows (CONTRACT fact 28).
               const tags = (services.get(service) ?? []).join(',');
-              if ((!this.snapshots.has(service) && services.has(service)) || (this.catalogTags.has(service) && this.catalogTags.get(service) !== tags)) this.enqueue(service);
+              if ((!this.snapshots.has(service) && services.has(service)) || (this.catalogTags.has(service) && this.catalogTags.get(service) !== tags)) {
+                this.enqueue(service);
+                explained = true;
+              }
               this.catalogTags.set(service, tags);
             }
+            // The catalog moved with no visible difference: some registration changed its address, port,
+            // weight or meta (fact 28), which no feed names. Re-read everything, at most once per window.
+            if (!explained && this.catalogSyncs > 1) this.scheduleCatalogResync();
           }
           for (const listener of this.catalogListeners) listener(services);
         },
