@@ -2,22 +2,10 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { metricValue, rawRequest, type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
+import { metricValue, oneServiceYaml, rawRequest, type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
 import { startUpstream, type TestUpstream } from '../support/upstream.ts';
 
-function serviceYaml(urls: readonly string[], routeExtra = ''): string {
-  return `
-registry:
-  static:
-    services:
-      svc:
-        instances: [${urls.map((url) => `"${url}"`).join(', ')}]
-routes:
-  - name: r
-    match: { pathPrefix: /x }
-    service: svc
-${routeExtra}`;
-}
+const serviceYaml = (urls: readonly string[], route = ''): string => oneServiceYaml(urls, route);
 
 /** Opens a raw connection; `text()` is everything received so far, `closed` resolves when the gateway closes it. */
 function rawSocket(url: string): { socket: Socket; text: () => string; closed: Promise<void> } {

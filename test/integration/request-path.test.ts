@@ -4,22 +4,10 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { GatewayMetrics } from '../../src/observability/metrics.ts';
-import { metricValue, rawRequest, type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
+import { metricValue, oneServiceYaml, rawRequest, type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
 import { deadPort, startUpstream, type TestUpstream } from '../support/upstream.ts';
 
-function serviceYaml(urls: readonly string[], routeExtra = '', routeMatch = 'pathPrefix: /x'): string {
-  return `
-registry:
-  static:
-    services:
-      svc:
-        instances: [${urls.map((url) => `"${url}"`).join(', ')}]
-routes:
-  - name: r
-    match: { ${routeMatch} }
-    service: svc
-${routeExtra}`;
-}
+const serviceYaml = (urls: readonly string[], route = ''): string => oneServiceYaml(urls, route);
 
 /** A TCP server that answers every connection with the same bytes (then, optionally, resets). */
 async function rawUpstream(answer: (socket: Socket) => void): Promise<{ url: string; close(): Promise<void>; connections: () => number }> {

@@ -4,24 +4,11 @@ import { type IncomingMessage, request as httpRequest, type ServerResponse } fro
 import { connect, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { GatewayMetrics } from '../../src/observability/metrics.ts';
-import { metricValue, type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
+import { metricValue, oneServiceYaml, type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
 import { captureLogs } from '../support/logs.ts';
 import { deadPort, startUpstream, type TestUpstream } from '../support/upstream.ts';
 
-function serviceYaml(urls: string[], route: string, extra = ''): string {
-  return `
-registry:
-  static:
-    services:
-      svc:
-        instances: [${urls.map((url) => `"${url}"`).join(', ')}]
-routes:
-  - name: r
-    match: { pathPrefix: / }
-    service: svc
-${route}
-${extra}`;
-}
+const serviceYaml = (urls: string[], route: string, extra = ''): string => oneServiceYaml(urls, route, '/', extra);
 
 async function get(url: string, init?: RequestInit): Promise<{ status: number; body: string; headers: Headers }> {
   const response = await fetch(url, init);

@@ -142,3 +142,22 @@ export async function ensureBuilt(): Promise<void> {
     if (!existsSync(cli)) throw new Error(`build failed: ${String((error as { stdout?: Buffer }).stdout ?? error)}`);
   }
 }
+
+/**
+ * The YAML of one static service `svc` with these instances and one route `r` on `prefix`; `route`
+ * adds keys to the route (indented four spaces), `extra` adds top-level blocks after it.
+ */
+export function oneServiceYaml(urls: readonly string[], route = '', prefix = '/x', extra = ''): string {
+  return `
+registry:
+  static:
+    services:
+      svc:
+        instances: [${urls.map((url) => `"${url}"`).join(', ')}]
+routes:
+  - name: r
+    match: { pathPrefix: ${prefix} }
+    service: svc
+${route}
+${extra}`;
+}
