@@ -7,7 +7,8 @@ export type AttemptOutcome = 'success' | 'failure' | 'timeout' | 'rejected' | 'a
 
 /** Where settled attempts are recorded: outlier detection and the attempts counter (the service pool). */
 export interface AttemptLedger {
-  recordOutcome(id: string, failed: boolean, now: number): void;
+  /** A verdict on the instance; `durationMs` is how long the attempt took, for the last-minute stats. */
+  recordOutcome(id: string, failed: boolean, now: number, durationMs?: number): void;
   countAttempt(outcome: AttemptOutcome): void;
 }
 
@@ -37,6 +38,7 @@ export class Attempt {
   private upstreamEnded = false;
   /** True once response headers arrived: from then on a failure cannot be retried or answered. */
   responseStarted = false;
+  private readonly startedAt: number;
 
   constructor(
     private readonly listener: AttemptListener,
@@ -47,6 +49,7 @@ export class Attempt {
     private readonly now: () => number,
   ) {
     runtime.inflight += 1;
+    this.startedAt = now();
   }
 
   get settled(): boolean {
@@ -66,10 +69,12 @@ export class Attempt {
     const id = this.runtime.instance.id;
     if (outcome === 'success') {
       this.permit.success();
-      this.ledger.recordOutcome(id, false, this.now());
+      const now = this.now();
+      this.ledger.recordOutcome(id, false, now, now - this.startedAt);
     } else if (outcome === 'failure' || outcome === 'timeout') {
       this.permit.failure();
-      this.ledger.recordOutcome(id, true, this.now());
+      const now = this.now();
+      this.ledger.recordOutcome(id, true, now, now - this.startedAt);
     } else {
       this.permit.release(); // aborted or rejected: no verdict on the instance
     }

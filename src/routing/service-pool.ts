@@ -4,6 +4,7 @@ import type { GatewayMetrics } from '../observability/metrics.ts';
 import type { Instance, ServiceSnapshot } from '../registry/types.ts';
 import type { AttemptOutcome } from '../proxy/attempt.ts';
 import { type BreakerClock, type BreakerState, InstanceBreaker } from '../resilience/breakers.ts';
+import { InstanceStats } from '../observability/instance-stats.ts';
 import type { CounterSeries } from '../observability/request-metrics.ts';
 import { OutlierDetector } from '../resilience/outlier.ts';
 
@@ -57,6 +58,8 @@ export class ServicePool {
   private unhealthyInstances: readonly Instance[] = [];
   private readonly outlier: OutlierDetector;
   private readonly attemptCounters = new Map<string, CounterSeries>();
+  /** Request rate, errors and latency per instance over the last minute, for the dashboard. */
+  private readonly stats = new Map<string, InstanceStats>();
   /** The pool's identity in gauge labels: its required tags, sorted, comma-joined ("" for none). */
   private readonly tagsLabel: string;
   lastSyncAt: number | undefined;
@@ -92,6 +95,7 @@ export class ServicePool {
       if (next.get(id) !== runtime) {
         runtime.breaker.shutdown();
         this.outlier.forget(id);
+        this.stats.delete(id);
         this.options.metrics.circuitBreakerOpen.remove({ service: this.name, tags: this.tagsLabel, instance: id });
       }
     }
@@ -189,8 +193,16 @@ export class ServicePool {
     counter.inc();
   }
 
-  /** Feeds an attempt's outcome to outlier detection; logs and counts ejections. */
-  recordOutcome(id: string, failed: boolean, now: number): void {
+  /** Feeds an attempt's outcome to outlier detection (and the last-minute stats); logs and counts ejections. */
+  recordOutcome(id: string, failed: boolean, now: number, durationMs?: number): void {
+    if (durationMs !== undefined) {
+      let stats = this.stats.get(id);
+      if (!stats) {
+        stats = new InstanceStats();
+        this.stats.set(id, stats);
+      }
+      stats.record(now, durationMs, failed);
+    }
     if (!failed) {
       this.outlier.recordSuccess(id);
       return;
@@ -217,10 +229,11 @@ export class ServicePool {
         weight: runtime.instance.weight,
         inflight: runtime.inflight,
         tags: runtime.instance.tags,
+        ...(this.stats.get(runtime.instance.id)?.summary(now) ?? { requestsPerSecond: 0, errorPercent: null, p99Ms: null }),
       });
     }
     for (const instance of this.unhealthyInstances) {
-      instances.push({ id: instance.id, url: instance.url, healthy: false, breaker: 'closed', ejected: false, ejectedUntil: null, weight: instance.weight, inflight: 0, tags: instance.tags });
+      instances.push({ id: instance.id, url: instance.url, healthy: false, breaker: 'closed', ejected: false, ejectedUntil: null, weight: instance.weight, inflight: 0, tags: instance.tags, ...(this.stats.get(instance.id)?.summary(now) ?? { requestsPerSecond: 0, errorPercent: null, p99Ms: null }) });
     }
     return { instances };
   }
