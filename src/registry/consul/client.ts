@@ -79,22 +79,36 @@ export class ConsulClient {
     if (this.config.token) headers['x-consul-token'] = this.config.token;
     if (body !== undefined) headers['content-type'] = 'application/json';
     // `?passing` must go out bare; URLSearchParams writes "passing=", which Consul reads the same way.
+    // Our own timer rather than AbortSignal.timeout() inside AbortSignal.any(): Node 20 holds the
+    // sources of any() weakly, so a timeout signal can be collected and never fire, leaving a call hung.
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), timeoutMs);
+    const onStop = () => controller.abort();
+    if (stop?.aborted) controller.abort();
+    else stop?.addEventListener('abort', onStop, { once: true });
     let response: Dispatcher.ResponseData;
-    try {
-      response = await request(url, { method, headers, body, dispatcher: this.dispatcher, signal: stop ? AbortSignal.any([AbortSignal.timeout(timeoutMs), stop]) : AbortSignal.timeout(timeoutMs) });
-    } catch (error) {
-      const code = (error as { code?: string; name?: string }).code ?? (error as Error).name;
-      if (stop?.aborted) throw new ConsulCallError('client-error', 'stopped', { cause: error });
-      if (code === 'TimeoutError' || code === 'AbortError' || code === 'UND_ERR_ABORTED') {
-        throw new ConsulCallError('timeout', `no answer from Consul within ${timeoutMs} ms (${url.pathname})`, { cause: error });
-      }
-      throw new ConsulCallError('unreachable', `cannot reach Consul at ${this.base.origin}: ${code ?? (error as Error).message}`, { cause: error });
-    }
     let text: string;
     try {
-      text = await response.body.text();
-    } catch (error) {
-      throw new ConsulCallError('unreachable', `Consul connection broke while answering ${url.pathname}`, { cause: error });
+      try {
+        response = await request(url, { method, headers, body, dispatcher: this.dispatcher, signal: controller.signal });
+      } catch (error) {
+        const code = (error as { code?: string; name?: string }).code ?? (error as Error).name;
+        if (stop?.aborted) throw new ConsulCallError('client-error', 'stopped', { cause: error });
+        if (controller.signal.aborted || code === 'TimeoutError' || code === 'AbortError' || code === 'UND_ERR_ABORTED') {
+          throw new ConsulCallError('timeout', `no answer from Consul within ${timeoutMs} ms (${url.pathname})`, { cause: error });
+        }
+        throw new ConsulCallError('unreachable', `cannot reach Consul at ${this.base.origin}: ${code ?? (error as Error).message}`, { cause: error });
+      }
+      try {
+        text = await response.body.text();
+      } catch (error) {
+        if (stop?.aborted) throw new ConsulCallError('client-error', 'stopped', { cause: error });
+        if (controller.signal.aborted) throw new ConsulCallError('timeout', `no answer from Consul within ${timeoutMs} ms (${url.pathname})`, { cause: error });
+        throw new ConsulCallError('unreachable', `Consul connection broke while answering ${url.pathname}`, { cause: error });
+      }
+    } finally {
+      clearTimeout(timer);
+      stop?.removeEventListener('abort', onStop);
     }
     const status = response.statusCode;
     const rawIndex = response.headers['x-consul-index'];
