@@ -18,7 +18,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { readdirSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
@@ -588,4 +588,34 @@ export function envNumber(name: string, fallback: number): number {
 
 if (isMain(import.meta.url) && process.argv[2] === 'upstream') {
   await upstreamMain(process.argv.slice(3).map(Number));
+}
+
+/**
+ * Builds dist/ with `npm run build` unless BENCH_SKIP_BUILD=1; a failed build falls back to the
+ * existing dist/ with a warning. Returns which build is measured, for the report.
+ */
+export function ensureBuilt(): string {
+  const cli = path.join(ROOT, 'dist', 'cli.js');
+  if (process.env['BENCH_SKIP_BUILD'] === '1') {
+    if (!existsSync(cli)) throw new Error('dist/cli.js is missing; run `npm run build` (or unset BENCH_SKIP_BUILD)');
+    return 'existing dist/ (BENCH_SKIP_BUILD=1)';
+  }
+  process.stdout.write('building waygate (npm run build) ...\n');
+  const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
+  if (build.status === 0) return 'fresh npm run build';
+  if (!existsSync(cli)) throw new Error('`npm run build` failed and dist/ has no previous build; fix the build first');
+  process.stdout.write('WARNING: `npm run build` failed; measuring the existing dist/, which may be stale\n');
+  return 'existing dist/ (build FAILED)';
+}
+
+/**
+ * Copies the built gateway (bin/, dist/, package.json) into dir, with node_modules linked back, and
+ * returns the launcher: every round measures the build made at the start, even if dist/ is rebuilt meanwhile.
+ */
+export function snapshotWaygate(dir: string): string {
+  const home = path.join(dir, 'waygate');
+  mkdirSync(home, { recursive: true });
+  for (const entry of ['bin', 'dist', 'package.json']) cpSync(path.join(ROOT, entry), path.join(home, entry), { recursive: true });
+  symlinkSync(path.join(ROOT, 'node_modules'), path.join(home, 'node_modules'), 'dir');
+  return path.join(home, 'bin', 'waygate.js');
 }

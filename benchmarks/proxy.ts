@@ -22,7 +22,7 @@
  *      BENCH_PEERS (comma-separated ids to run, default all).
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,6 +47,8 @@ import {
   stopChild,
   waitUntilReady,
   which,
+  ensureBuilt,
+  snapshotWaygate,
 } from './lib.ts';
 
 const PEERS_SOURCE = path.join(ROOT, 'benchmarks', 'plain-proxy.ts');
@@ -177,31 +179,7 @@ function programVersion(bin: string, args: readonly string[], pattern: RegExp): 
   return pattern.exec(`${run.stdout}\n${run.stderr}`)?.[1] ?? '?';
 }
 
-function ensureBuilt(): void {
-  const cli = path.join(ROOT, 'dist', 'cli.js');
-  if (process.env['BENCH_SKIP_BUILD'] === '1') {
-    if (!existsSync(cli)) throw new Error('dist/cli.js is missing; run `npm run build` (or unset BENCH_SKIP_BUILD)');
-    return;
-  }
-  process.stdout.write('building waygate (npm run build) ...\n');
-  const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
-  if (build.status === 0) return;
-  if (!existsSync(cli)) throw new Error('`npm run build` failed and dist/ has no previous build; fix the build first');
-  process.stdout.write('WARNING: `npm run build` failed; benchmarking the existing dist/, which may be stale\n');
-}
 
-/**
- * Copies the built gateway (bin/, dist/, package.json) into the run's temp dir, with node_modules
- * linked back to the project's, and returns the launcher to run. Every round then measures the build
- * made at the start, even if someone rebuilds dist/ in the checkout while the bench runs.
- */
-function snapshotWaygate(dir: string): string {
-  const home = path.join(dir, 'waygate');
-  mkdirSync(home, { recursive: true });
-  for (const entry of ['bin', 'dist', 'package.json']) cpSync(path.join(ROOT, entry), path.join(home, entry), { recursive: true });
-  symlinkSync(path.join(ROOT, 'node_modules'), path.join(home, 'node_modules'), 'dir');
-  return path.join(home, 'bin', 'waygate.js');
-}
 
 /**
  * Transpiles benchmarks/plain-proxy.ts (types stripped, nothing else) so the Node peers run on bare

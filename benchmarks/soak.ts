@@ -36,7 +36,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, type IncomingMessage, type ServerResponse, createServer, request as httpRequest } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import os from 'node:os';
@@ -55,6 +55,8 @@ import {
   stopAll,
   stopChild,
   waitUntilReady,
+  ensureBuilt,
+  snapshotWaygate,
 } from './lib.ts';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -250,28 +252,7 @@ async function spawnUpstream(name: string, args: readonly string[]): Promise<Chi
 
 // ───────────────────────────── gateway ─────────────────────────────
 
-function ensureBuilt(): string {
-  const cli = path.join(ROOT, 'dist', 'cli.js');
-  if (process.env['BENCH_SKIP_BUILD'] === '1') {
-    if (!existsSync(cli)) throw new Error('dist/cli.js is missing; run `npm run build` (or unset BENCH_SKIP_BUILD)');
-    return 'existing dist/ (BENCH_SKIP_BUILD=1)';
-  }
-  process.stdout.write('building waygate (npm run build) ...\n');
-  const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
-  if (build.status === 0) return 'fresh npm run build';
-  if (!existsSync(cli)) throw new Error('`npm run build` failed and dist/ has no previous build');
-  process.stdout.write('WARNING: `npm run build` failed; soaking the existing dist/, which may be stale\n');
-  return 'existing dist/ (build FAILED)';
-}
 
-/** Copies bin/, dist/ and package.json into dir (node_modules linked): a rebuild of dist/ meanwhile cannot touch the run. */
-function snapshotWaygate(dir: string): string {
-  const home = path.join(dir, 'waygate');
-  mkdirSync(home, { recursive: true });
-  for (const entry of ['bin', 'dist', 'package.json']) cpSync(path.join(ROOT, entry), path.join(home, entry), { recursive: true });
-  symlinkSync(path.join(ROOT, 'node_modules'), path.join(home, 'node_modules'), 'dir');
-  return path.join(home, 'bin', 'waygate.js');
-}
 
 interface OddPorts {
   readonly reset: number;
