@@ -1,4 +1,4 @@
-import { unwatchFile, watchFile } from 'node:fs';
+import { type Stats, statSync, unwatchFile, watchFile } from 'node:fs';
 import type { Logger } from '../observability/logger.ts';
 import { ConfigError, formatProblem, loadConfigFile } from './load.ts';
 import type { GatewayConfig } from './types.ts';
@@ -22,6 +22,8 @@ export class ConfigReloader {
   private running: Promise<ReloadOutcome> | undefined;
   private again = false;
   private watching = false;
+  /** The file as the last attempt found it, so the poll does not load again what SIGHUP or POST just did. */
+  private lastSeen: string | undefined;
 
   constructor(
     private readonly file: string,
@@ -48,6 +50,7 @@ export class ConfigReloader {
   private async attempt(): Promise<ReloadOutcome> {
     let next: GatewayConfig;
     try {
+      this.lastSeen = identity(statSync(this.file));
       next = loadConfigFile(this.file, this.env);
     } catch (error) {
       const errors = error instanceof ConfigError ? error.problems.map(formatProblem) : [`${this.file}: ${(error as Error).message}`];
@@ -74,6 +77,7 @@ export class ConfigReloader {
     watchFile(this.file, { interval: intervalMs, persistent: false }, (now, before) => {
       if (now.mtimeMs === before.mtimeMs && now.ino === before.ino && now.size === before.size) return;
       if (now.nlink === 0 && now.size === 0) return; // the file is gone for a moment during a rename
+      if (identity(now) === this.lastSeen) return;
       void this.reloadNow();
     });
   }
@@ -83,4 +87,8 @@ export class ConfigReloader {
     this.watching = false;
     unwatchFile(this.file);
   }
+}
+
+function identity(stats: Stats): string {
+  return `${stats.ino}:${stats.mtimeMs}:${stats.size}`;
 }

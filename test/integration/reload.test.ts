@@ -247,3 +247,34 @@ routes:
     }
   });
 });
+
+describe('the file poll and an explicit reload', () => {
+  test('a file already loaded by SIGHUP or POST is not loaded again when the poll notices the same change', async (t) => {
+    const { ConfigReloader } = await import('../../src/config/watch.ts');
+    const { watchFile, unwatchFile } = await import('node:fs');
+    const { createLogger } = await import('../../src/observability/logger.ts');
+    const file = join(dir, 'poll-once.yaml');
+    const yaml = (prefix: string) => `registry: { static: { services: { s: { instances: ["${u1.url}"] } } } }\nroutes:\n  - { name: r, match: { pathPrefix: ${prefix} }, service: s }\n`;
+    writeFileSync(file, yaml('/one'));
+    const applied: string[] = [];
+    const target = { configVersion: 1, reload: async (next: { routes: ReadonlyArray<{ match: { pathPrefix: string } }> }) => { applied.push(next.routes[0]!.match.pathPrefix); }, reloadFailed: () => undefined };
+    const reloader = new ConfigReloader(file, {}, target as never, createLogger('silent'));
+    reloader.watch(20);
+    // Node polls a path with one stat watcher: this listener runs on the very poll the reloader's does, right after it.
+    let polls = 0;
+    const seen = () => { polls += 1; };
+    watchFile(file, { interval: 20, persistent: false }, seen);
+    t.after(() => {
+      unwatchFile(file, seen);
+      reloader.stop();
+    });
+    writeFileSync(`${file}.next`, yaml('/two'));
+    renameSync(`${file}.next`, file);
+    await reloader.reloadNow(); // as SIGHUP does, before any poll could run
+    await waitFor('the poll to see the rename', () => polls >= 1, 10_000, 5);
+    assert.deepEqual(applied, ['/two'], 'loaded once, not a second time by the poll');
+    writeFileSync(file, yaml('/three'));
+    await waitFor('the poll to load a change nobody else loaded', () => applied.length === 2, 10_000, 5);
+    assert.deepEqual(applied, ['/two', '/three']);
+  });
+});
