@@ -3,16 +3,19 @@ import { existsSync, readFileSync } from 'node:fs';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { GatewayError, errorBody } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { GatewayMetrics } from '../observability/metrics.ts';
 import { EventsHub } from './events.ts';
 
 /** What the admin endpoints read; all of it comes from the gateway's current snapshot. */
 export interface AdminView {
-  readonly metrics: GatewayMetrics;
+  /** The /metrics body (with workers: every process's series, summed). */
+  readonly metricsText: () => Promise<string>;
+  readonly contentType: string;
   readonly logger: Logger;
   /** undefined when ready; otherwise why not (e.g. "shutting down", "registry consul not synced"). */
   readonly notReadyReason: () => string | undefined;
-  readonly describeRoutes: () => unknown;
+  readonly describeRoutes: () => Promise<unknown>;
+  /** How many processes serve the public port. */
+  readonly workers?: () => number;
   readonly describeConfig?: () => unknown;
   /** POST /admin/reload: re-read the config file. */
   readonly reload?: () => Promise<{ ok: true; version: number } | { ok: false; errors: readonly string[] }>;
@@ -110,8 +113,8 @@ export function buildAdminServer(view: AdminView): FastifyInstance {
   });
 
   app.get('/metrics', async (_request, reply) => {
-    reply.header('content-type', view.metrics.registry.contentType);
-    return view.metrics.registry.metrics();
+    reply.header('content-type', view.contentType);
+    return view.metricsText();
   });
 
   app.get('/admin/routes', async () => view.describeRoutes());
@@ -120,9 +123,9 @@ export function buildAdminServer(view: AdminView): FastifyInstance {
 
   const version = packageVersion();
   const hub = new EventsHub({
-    snapshot: () => {
-      const { routes, services } = view.describeRoutes() as { routes: unknown; services: unknown };
-      return { routes, services, config: view.describeConfig?.() ?? null, uptimeSeconds: Math.floor(process.uptime()), version, workers: 1 };
+    snapshot: async () => {
+      const { routes, services } = (await view.describeRoutes()) as { routes: unknown; services: unknown };
+      return { routes, services, config: view.describeConfig?.() ?? null, uptimeSeconds: Math.floor(process.uptime()), version, workers: view.workers?.() ?? 1 };
     },
   });
   // preClose: before the listener stops, so open streams do not hold the close up.

@@ -12,7 +12,7 @@ export interface DashboardSnapshot {
 
 export interface EventsHubOptions {
   /** Builds the current view (routes, services, config, ...). Called once per tick while clients are connected. */
-  readonly snapshot: () => DashboardSnapshot;
+  readonly snapshot: () => DashboardSnapshot | Promise<DashboardSnapshot>;
   /** How often the view is rebuilt and, when it changed, pushed (default 1 s). */
   readonly tickMs?: number;
   /** How often a `: ping` comment keeps idle proxies from closing the stream (default 15 s). */
@@ -42,6 +42,8 @@ export class EventsHub {
   private lastFrame = '';
   private sinceHeartbeatMs = 0;
   private closed = false;
+  /** A tick still waiting for its snapshot (worker processes answer over IPC); the next one is skipped. */
+  private ticking = false;
   private readonly tickMs: number;
   private readonly heartbeatMs: number;
 
@@ -75,9 +77,13 @@ export class EventsHub {
     response.socket?.setNoDelay(true);
     // Its own fresh frame. With other clients connected the shared change check (lastKey) is left
     // alone, so they still get any change at the next tick; the first client primes it.
-    const snapshot = this.options.snapshot();
-    if (!this.timer) this.lastKey = keyOf(snapshot);
-    response.write('retry: 2000\n\n' + frameOf(snapshot));
+    const first = !this.timer;
+    void Promise.resolve(this.options.snapshot()).then((snapshot) => {
+      if (first) this.lastKey = keyOf(snapshot);
+      if (!response.writableEnded) response.write('retry: 2000\n\n' + frameOf(snapshot));
+    }, () => {
+      response.write('retry: 2000\n\n');
+    });
     this.clients.add(response);
     response.on('close', () => {
       this.clients.delete(response);
@@ -85,7 +91,7 @@ export class EventsHub {
     });
     if (!this.timer) {
       this.sinceHeartbeatMs = 0;
-      this.timer = setInterval(() => this.tick(), this.tickMs);
+      this.timer = setInterval(() => void this.tick(), this.tickMs);
       this.timer.unref();
     }
   }
@@ -99,8 +105,8 @@ export class EventsHub {
   }
 
   /** Rebuilds the view; returns true when it differs from the last one the tick sent. */
-  private refresh(): boolean {
-    const snapshot = this.options.snapshot();
+  private async refresh(): Promise<boolean> {
+    const snapshot = await this.options.snapshot();
     const key = keyOf(snapshot);
     if (key === this.lastKey) return false;
     this.lastKey = key;
@@ -108,13 +114,18 @@ export class EventsHub {
     return true;
   }
 
-  private tick(): void {
+  private async tick(): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
     let frame = '';
     try {
-      if (this.refresh()) frame = this.lastFrame;
+      if (await this.refresh()) frame = this.lastFrame;
     } catch {
       // A view that cannot be built this tick is skipped; the next tick tries again.
+    } finally {
+      this.ticking = false;
     }
+    if (this.closed) return;
     this.sinceHeartbeatMs += this.tickMs;
     if (this.sinceHeartbeatMs >= this.heartbeatMs) {
       this.sinceHeartbeatMs = 0;

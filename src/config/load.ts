@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 /**
  * Config loader: YAML text -> validated, fully-defaulted GatewayConfig.
  *
@@ -551,6 +552,8 @@ class Resolver {
       requestTimeoutMs: asDuration(raw['requestTimeout'], 1) ?? d.requestTimeoutMs,
       keepAliveTimeoutMs: asDuration(raw['keepAliveTimeout'], 1) ?? d.keepAliveTimeoutMs,
       maxConnections: asInt(raw['maxConnections'], 1) ?? d.maxConnections,
+      // auto: one worker per core this process may use (cgroup limits included).
+      workers: raw['workers'] === 'auto' ? availableParallelism() : asInt(raw['workers'], 1) ?? 1,
     });
   }
 

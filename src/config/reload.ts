@@ -14,6 +14,7 @@ const RESTART_ONLY: ReadonlyArray<readonly [string, (config: GatewayConfig) => u
   ['server.requestTimeout', (c) => c.server.requestTimeoutMs],
   ['server.keepAliveTimeout', (c) => c.server.keepAliveTimeoutMs],
   ['server.maxConnections', (c) => c.server.maxConnections],
+  ['server.workers', (c) => c.server.workers],
   ['admin', (c) => c.admin],
   ['registry.consul', (c) => c.registry.consul],
   ['accessLog', (c) => c.accessLog],

@@ -190,6 +190,7 @@ export const configSchema: SchemaObject = mapping(
       requestTimeout: duration({ min: 1 }),
       keepAliveTimeout: duration({ min: 1 }),
       maxConnections: int(1),
+      workers: { oneOf: [{ type: 'integer', minimum: 1, maximum: 64 }, { const: 'auto' }] },
     }),
     admin: mapping({ host: text, port, token: { type: 'string' } }),
     shutdown: mapping({ drainDelay: duration(), timeout: duration() }),

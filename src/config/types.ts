@@ -38,6 +38,8 @@ export interface ServerConfig extends ListenConfig {
   readonly requestTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
   readonly maxConnections: number;
+  /** Processes serving the public port: 1 = this process alone; N > 1 = a primary and N workers. */
+  readonly workers: number;
 }
 
 export interface AdminConfig extends ListenConfig {
@@ -189,6 +191,8 @@ export interface RouteConfig extends RouteDefaults {
   readonly split?: readonly SplitBackend[] | undefined;
   /** Consul datacenters in failover order: instances come from the first with a healthy one. */
   readonly datacenters?: readonly string[] | undefined;
+  /** Which registry serves the service; needed only when several dynamic registries are configured. */
+  readonly registry?: string | undefined;
   /** Where the route was declared. */
   readonly source: 'yaml' | 'consul-tags';
 }

@@ -1,7 +1,11 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { LabeledCounter, RequestCounter, RequestDurationHistogram } from './request-metrics.ts';
 
-/** Every Prometheus series waygate exports; labels are route/service/registry names, never raw URLs. */
+/**
+ * Every Prometheus series waygate exports; labels are route/service/registry names, never raw URLs.
+ * With workers the primary sums each series over the processes; gauges that every worker holds the
+ * same copy of (instances, config version) or that only one process sets take the max instead.
+ */
 export class GatewayMetrics {
   readonly registry = new Registry();
 
@@ -22,6 +26,7 @@ export class GatewayMetrics {
     name: 'waygate_instances',
     help: 'Known instances per pool (service and required tags) and state (healthy|unhealthy)',
     labelNames: ['service', 'tags', 'state'] as const,
+    aggregator: 'max',
     registers: [this.registry],
   });
 
@@ -29,6 +34,7 @@ export class GatewayMetrics {
     name: 'waygate_circuit_breaker_open',
     help: '1 while the circuit breaker of an instance (in a pool: service and required tags) is open, else 0',
     labelNames: ['service', 'tags', 'instance'] as const,
+    aggregator: 'max',
     registers: [this.registry],
   });
 
@@ -64,6 +70,7 @@ export class GatewayMetrics {
     name: 'waygate_registry_last_contact_seconds',
     help: 'From the last registry answer: how long ago the answering Consul server heard from its leader (X-Consul-LastContact)',
     labelNames: ['registry'] as const,
+    aggregator: 'max',
     registers: [this.registry],
   });
 
@@ -71,6 +78,7 @@ export class GatewayMetrics {
     name: 'waygate_registry_known_leader',
     help: 'From the last registry answer: 1 when the answering Consul server knew a leader (X-Consul-KnownLeader), else 0',
     labelNames: ['registry'] as const,
+    aggregator: 'max',
     registers: [this.registry],
   });
 
@@ -84,6 +92,7 @@ export class GatewayMetrics {
   readonly configVersion = new Gauge({
     name: 'waygate_config_version',
     help: 'Version of the config being served: 1 at start, +1 per applied reload',
+    aggregator: 'max',
     registers: [this.registry],
   });
 
@@ -91,6 +100,7 @@ export class GatewayMetrics {
     name: 'waygate_registry_last_sync_timestamp_seconds',
     help: 'Unix time of the last successful read from a registry',
     labelNames: ['registry'] as const,
+    aggregator: 'max',
     registers: [this.registry],
   });
 

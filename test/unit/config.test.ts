@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
@@ -49,6 +50,7 @@ const SERVER_LIMITS = {
   requestTimeoutMs: 60_000,
   keepAliveTimeoutMs: 65_000,
   maxConnections: 10_000,
+  workers: 1,
 };
 
 const EXPECTED_ROUTE_DEFAULTS: RouteDefaults = {
@@ -761,12 +763,26 @@ describe('hardening keys', () => {
     assert.equal(open.config.admin.token, undefined);
   });
 
+  it('server.workers: a count from 1 to 64, or auto for one per available core', () => {
+    const three = parse(`server: { workers: 3 }\n${base}`);
+    assert.ok(three.ok);
+    assert.equal(three.config.server.workers, 3);
+    const auto = parse(`server: { workers: auto }\n${base}`);
+    assert.ok(auto.ok);
+    assert.equal(auto.config.server.workers, availableParallelism());
+    for (const bad of ['0', '65', 'many', '1.5']) {
+      const result = parse(`server: { workers: ${bad} }\n${base}`);
+      assert.ok(!result.ok, `workers: ${bad} must be refused`);
+      assert.match(result.problems.map((problem) => problem.path).join(','), /server\.workers/);
+    }
+  });
+
   it('server limits resolve to ms and bytes; trustedProxies must be IPs or CIDRs', () => {
     const result = parse(`server: { maxBodySize: 2MiB, headersTimeout: 5s, requestTimeout: 30s, keepAliveTimeout: 75s, maxConnections: 100, trustedProxies: [10.0.0.0/8, "::1"] }\n${base}`);
     assert.ok(result.ok);
     assert.deepEqual(
       { ...result.config.server, host: undefined, port: undefined },
-      { host: undefined, port: undefined, maxBodySize: 2 * 1024 * 1024, headersTimeoutMs: 5_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 75_000, maxConnections: 100, trustedProxies: ['10.0.0.0/8', '::1'] },
+      { host: undefined, port: undefined, maxBodySize: 2 * 1024 * 1024, headersTimeoutMs: 5_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 75_000, maxConnections: 100, trustedProxies: ['10.0.0.0/8', '::1'], workers: 1 },
     );
     const bad = parse(`server: { trustedProxies: [10.0.0.0/33, "not-an-ip"] }\n${base}`);
     assert.ok(!bad.ok);

@@ -6,19 +6,9 @@ import { type ConsulAnswer, ConsulCallError, type ConsulClient, MAX_CONSUL_CONNE
 import { BlockingLoop, NON_BLOCKING_TIMEOUT_MS, type Sleeper, sleep } from './loop.ts';
 import { digestHealthState, parseCatalogServices, parseHealthService } from './parse.ts';
 import { readSavedState, writeSavedState } from './snapshot-file.ts';
+import { parseWatchKey } from '../watch-key.ts';
 
-/**
- * What a watch is keyed by: a service name, or `name@dc` for a service read in another datacenter
- * ("@" cannot appear in a Consul service name).
- */
-export function watchKey(service: string, datacenter?: string): string {
-  return datacenter === undefined ? service : `${service}@${datacenter}`;
-}
-
-export function parseWatchKey(key: string): { name: string; datacenter: string | undefined } {
-  const at = key.indexOf('@');
-  return at === -1 ? { name: key, datacenter: undefined } : { name: key.slice(0, at), datacenter: key.slice(at + 1) };
-}
+export { parseWatchKey, watchKey } from '../watch-key.ts';
 
 /** Up to this many routed services, each gets its own blocking query (exact per-service index). */
 export const PER_SERVICE_WATCH_LIMIT = 24;

@@ -1,0 +1,202 @@
+import cluster, { type Worker } from 'node:cluster';
+import { fileURLToPath } from 'node:url';
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { GatewayConfig } from '../config/types.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { GatewayMetrics } from '../observability/metrics.ts';
+import type { ServiceSnapshot } from '../registry/types.ts';
+import type { RoutePlan } from '../routing/route-plan.ts';
+import { mergeTrafficViews } from './merge-views.ts';
+import { isToPrimary, type ServiceUpdate, type ToPrimary, type ToWorker } from './messages.ts';
+import type { TrafficPlane, TrafficView } from './traffic-plane.ts';
+
+/** A worker that does not answer a metrics or routes question in this time is left out of the answer. */
+const ASK_TIMEOUT_MS = 2_000;
+/** Past the drain timeout, a worker that still has not exited is killed. */
+const DRAIN_GRACE_MS = 2_000;
+/** Replacements of workers that die at once are spaced this far apart, so a crash loop does not spin. */
+const RESPAWN_BACKOFF_MS = 1_000;
+
+type WorkerPhase = 'booting' | 'initialised' | 'listening';
+
+interface WorkerSlot {
+  readonly worker: Worker;
+  phase: WorkerPhase;
+  readonly exited: Promise<void>;
+}
+
+export interface WorkerClusterOptions {
+  readonly count: number;
+  readonly metrics: GatewayMetrics;
+  readonly logger: Logger;
+}
+
+/**
+ * The traffic plane of a primary process: N workers serve the public port, each with its own pools
+ * built from the plans and registry snapshots this side sends. A worker gets the whole current state
+ * before it opens the port, and a dead worker is replaced at once.
+ */
+export class WorkerCluster implements TrafficPlane {
+  readonly processCount: number;
+  private config: GatewayConfig;
+  private plans: readonly RoutePlan[] = [];
+  private readonly services = new Map<string, ServiceUpdate>();
+  private readonly slots = new Map<number, WorkerSlot>();
+  private address = '';
+  private stopping = false;
+  private started = false;
+  private lastDeathAt = 0;
+  private nextAskId = 1;
+  /** Questions waiting for a worker's answer; a worker that exits answers its own with undefined. */
+  private readonly answers = new Map<number, { readonly workerId: number; readonly resolve: (body: unknown) => void }>();
+  private startup: { resolve: () => void; reject: (error: Error) => void } | undefined;
+
+  constructor(config: GatewayConfig, private readonly options: WorkerClusterOptions) {
+    this.config = config;
+    this.processCount = options.count;
+  }
+
+  serviceChanged(registry: string, watchKey: string, snapshot: ServiceSnapshot): void {
+    const update = { registry, watchKey, snapshot };
+    this.services.set(`${registry}\u0000${watchKey}`, update);
+    this.broadcast({ waygate: 'service', ...update });
+  }
+
+  apply(config: GatewayConfig, plans: readonly RoutePlan[], options: { readonly reopenLogs?: boolean } = {}): void {
+    this.config = config;
+    this.plans = plans;
+    this.broadcast({ waygate: 'apply', config, plans, reopenLogs: options.reopenLogs ?? false });
+  }
+
+  /** Forks every worker; resolves once all of them listen, rejects if one cannot start. */
+  async listen(): Promise<void> {
+    const extension = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
+    cluster.setupPrimary({ exec: fileURLToPath(new URL(`./worker-main.${extension}`, import.meta.url)), args: [], serialization: 'advanced' });
+    const ready = new Promise<void>((resolve, reject) => { this.startup = { resolve, reject }; });
+    for (let i = 0; i < this.processCount; i++) this.fork();
+    await ready;
+    this.started = true;
+  }
+
+  notReadyReason(): string | undefined {
+    for (const slot of this.slots.values()) if (slot.phase === 'listening') return undefined;
+    return 'no worker process is serving';
+  }
+
+  /** Tells every worker to drain and waits for all of them to exit; stragglers are killed. */
+  async drain(timeoutMs: number): Promise<void> {
+    this.stopping = true;
+    const exits = [...this.slots.values()].map((slot) => slot.exited);
+    this.broadcast({ waygate: 'drain', timeoutMs }, true);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), timeoutMs + DRAIN_GRACE_MS); });
+    const result = await Promise.race([Promise.all(exits).then(() => 'done' as const), late]);
+    clearTimeout(timer);
+    if (result === 'late') {
+      this.options.logger.warn('shutdown: workers still running after the drain timeout; killing them');
+      await this.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.stopping = true;
+    const exits = [...this.slots.values()].map((slot) => slot.exited);
+    for (const slot of this.slots.values()) slot.worker.process.kill('SIGKILL');
+    await Promise.all(exits);
+  }
+
+  async describe(): Promise<TrafficView> {
+    const views = (await this.askAll('describe')).filter((view): view is TrafficView => typeof view === 'object' && view !== null);
+    return mergeTrafficViews(views);
+  }
+
+  /** This process's series (registries, reloads) and every worker's, summed by each metric's aggregator. */
+  async metricsText(): Promise<string> {
+    const own = await this.options.metrics.registry.getMetricsAsJSON();
+    const workers = (await this.askAll('metrics')).filter(Array.isArray) as Array<MetricObjectWithValues<MetricValue<string>>[]>;
+    return AggregatorRegistry.aggregate([own, ...workers]).metrics();
+  }
+
+  get publicAddress(): string {
+    return this.address;
+  }
+
+  private fork(): void {
+    const worker = cluster.fork();
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    const slot: WorkerSlot = { worker, phase: 'booting', exited };
+    this.slots.set(worker.id, slot);
+    worker.on('message', (message: unknown) => {
+      if (isToPrimary(message)) this.onMessage(slot, message);
+    });
+    worker.on('error', (error) => this.options.logger.warn({ worker: worker.id, err: error.message }, 'worker channel error'));
+    worker.once('exit', (code, signal) => this.onExit(slot, code, signal));
+  }
+
+  private onMessage(slot: WorkerSlot, message: ToPrimary): void {
+    switch (message.waygate) {
+      case 'hello':
+        // The whole current state first: the worker opens the port only after it has a table.
+        slot.phase = 'initialised';
+        this.sendTo(slot, { waygate: 'init', config: this.config, plans: this.plans, services: [...this.services.values()] });
+        return;
+      case 'listening':
+        slot.phase = 'listening';
+        this.address ||= message.address;
+        if (!this.started && [...this.slots.values()].every((candidate) => candidate.phase === 'listening')) this.startup?.resolve();
+        return;
+      case 'answer':
+        this.answers.get(message.id)?.resolve(message.body);
+        return;
+      case 'failed':
+        this.options.logger.error({ worker: slot.worker.id, err: message.error }, 'worker could not start');
+        if (!this.started) this.startup?.reject(new Error(`worker could not start: ${message.error}`));
+    }
+  }
+
+  private onExit(slot: WorkerSlot, code: number | null, signal: string | null): void {
+    this.slots.delete(slot.worker.id);
+    for (const pending of this.answers.values()) if (pending.workerId === slot.worker.id) pending.resolve(undefined);
+    if (this.stopping) return;
+    if (!this.started) {
+      this.startup?.reject(new Error(`worker ${slot.worker.id} exited during start (code ${code}, signal ${signal})`));
+      return;
+    }
+    const now = Date.now();
+    const delay = now - this.lastDeathAt < RESPAWN_BACKOFF_MS ? RESPAWN_BACKOFF_MS : 0;
+    this.lastDeathAt = now;
+    this.options.logger.warn({ worker: slot.worker.id, code, signal, restartInMs: delay }, 'worker died; starting a replacement');
+    setTimeout(() => {
+      if (!this.stopping) this.fork();
+    }, delay).unref();
+  }
+
+  /** State goes only to workers that have had their init (a booting one gets everything in its init). */
+  private broadcast(message: ToWorker, everyone = false): void {
+    for (const slot of this.slots.values()) {
+      if (everyone || slot.phase !== 'booting') this.sendTo(slot, message);
+    }
+  }
+
+  private sendTo(slot: WorkerSlot, message: ToWorker): void {
+    if (!slot.worker.isConnected()) return;
+    slot.worker.send(message, (error) => {
+      if (error) this.options.logger.debug({ worker: slot.worker.id, err: error.message }, 'message to worker not delivered');
+    });
+  }
+
+  private async askAll(what: 'metrics' | 'describe'): Promise<unknown[]> {
+    const listening = [...this.slots.values()].filter((slot) => slot.phase === 'listening');
+    return Promise.all(listening.map((slot) => new Promise<unknown>((resolve) => {
+      const id = this.nextAskId++;
+      const timer = setTimeout(() => answer(undefined), ASK_TIMEOUT_MS);
+      const answer = (body: unknown) => {
+        clearTimeout(timer);
+        this.answers.delete(id);
+        resolve(body);
+      };
+      this.answers.set(id, { workerId: slot.worker.id, resolve: answer });
+      this.sendTo(slot, { waygate: 'ask', id, what });
+    })));
+  }
+}

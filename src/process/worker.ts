@@ -1,0 +1,82 @@
+import cluster from 'node:cluster';
+import { createLogger } from '../observability/logger.ts';
+import { GatewayMetrics } from '../observability/metrics.ts';
+import type { ServiceSnapshot } from '../registry/types.ts';
+import { LocalTraffic } from './local-traffic.ts';
+import { isToWorker, type ToPrimary, type ToWorker } from './messages.ts';
+
+/** How long a worker whose primary vanished gives its requests in flight before it exits. */
+const ORPHAN_DRAIN_MS = 5_000;
+
+/**
+ * A worker process: serves the public port from the snapshots its primary sends, and nothing else.
+ * Signals are the primary's to handle; a worker drains when the primary tells it to, or when the
+ * primary is gone.
+ */
+export function runWorker(): void {
+  const id = cluster.worker?.id ?? 0;
+  const logger = createLogger().child({ worker: id });
+  const metrics = new GatewayMetrics();
+  const services = new Map<string, ServiceSnapshot>();
+  const keyOf = (registry: string, watchKey: string) => `${registry}\u0000${watchKey}`;
+  let traffic: LocalTraffic | undefined;
+  let draining = false;
+
+  const send = (message: ToPrimary) => {
+    if (process.connected) process.send!(message);
+  };
+
+  const drain = async (timeoutMs: number) => {
+    if (draining) return;
+    draining = true;
+    logger.info({ timeoutMs }, 'worker draining');
+    await traffic?.drain(timeoutMs);
+    await traffic?.close();
+    logger.info('worker drained');
+    process.exit(0);
+  };
+
+  const handle = async (message: ToWorker) => {
+    switch (message.waygate) {
+      case 'init': {
+        for (const update of message.services) services.set(keyOf(update.registry, update.watchKey), update.snapshot);
+        try {
+          traffic = new LocalTraffic(message.config, { metrics, logger, snapshotOf: (registry, watchKey) => services.get(keyOf(registry, watchKey)) });
+          traffic.apply(message.config, message.plans);
+          await traffic.listen();
+        } catch (error) {
+          send({ waygate: 'failed', error: (error as Error).message });
+          process.exit(1);
+        }
+        logger.info({ server: traffic.publicAddress }, 'worker serving');
+        send({ waygate: 'listening', address: traffic.publicAddress });
+        return;
+      }
+      case 'service':
+        services.set(keyOf(message.registry, message.watchKey), message.snapshot);
+        traffic?.serviceChanged(message.registry, message.watchKey, message.snapshot);
+        return;
+      case 'apply':
+        traffic?.apply(message.config, message.plans, { reopenLogs: message.reopenLogs });
+        return;
+      case 'ask': {
+        const body = message.what === 'metrics' ? await metrics.registry.getMetricsAsJSON() : await traffic?.describe();
+        send({ waygate: 'answer', id: message.id, body });
+        return;
+      }
+      case 'drain':
+        await drain(message.timeoutMs);
+    }
+  };
+
+  process.on('message', (message) => {
+    if (isToWorker(message)) void handle(message);
+  });
+  // The primary turns signals into an orderly drain of every worker; a worker on its own would cut it short.
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => undefined);
+  process.on('disconnect', () => {
+    logger.warn('the primary process is gone; draining');
+    void drain(ORPHAN_DRAIN_MS);
+  });
+  send({ waygate: 'hello' });
+}
