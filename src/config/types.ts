@@ -38,6 +38,8 @@ export interface ServerConfig extends ListenConfig {
   readonly requestTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
   readonly maxConnections: number;
+  /** Processes serving the public port (`auto` in YAML resolves to the cores available); changing it needs a restart. */
+  readonly workers: number;
 }
 
 export interface AdminConfig extends ListenConfig {

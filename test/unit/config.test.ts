@@ -49,6 +49,7 @@ const SERVER_LIMITS = {
   requestTimeoutMs: 60_000,
   keepAliveTimeoutMs: 65_000,
   maxConnections: 10_000,
+  workers: 1,
 };
 
 const EXPECTED_ROUTE_DEFAULTS: RouteDefaults = {
@@ -766,7 +767,7 @@ describe('hardening keys', () => {
     assert.ok(result.ok);
     assert.deepEqual(
       { ...result.config.server, host: undefined, port: undefined },
-      { host: undefined, port: undefined, maxBodySize: 2 * 1024 * 1024, headersTimeoutMs: 5_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 75_000, maxConnections: 100, trustedProxies: ['10.0.0.0/8', '::1'] },
+      { host: undefined, port: undefined, workers: 1, maxBodySize: 2 * 1024 * 1024, headersTimeoutMs: 5_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 75_000, maxConnections: 100, trustedProxies: ['10.0.0.0/8', '::1'] },
     );
     const bad = parse(`server: { trustedProxies: [10.0.0.0/33, "not-an-ip"] }\n${base}`);
     assert.ok(!bad.ok);
