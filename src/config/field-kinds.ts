@@ -155,3 +155,16 @@ export function resolveFields<F extends Fields>(fields: F, raw: unknown, base: R
   }
   return out as Resolved<F>;
 }
+
+/** Resolved key -> YAML key for every suffixed field of the tables (`timeoutMs` -> `timeout`), nested groups included. */
+export function yamlKeysOf(tables: readonly Fields[]): Map<string, string> {
+  const out = new Map<string, string>();
+  const visit = (fields: Fields): void => {
+    for (const [key, field] of Object.entries(fields)) {
+      if (field.suffix !== '') out.set(key + field.suffix, key);
+      if (isGroup(field)) visit(field.fields);
+    }
+  };
+  tables.forEach(visit);
+  return out;
+}

@@ -180,3 +180,19 @@ export const MATCH_FIELDS = {
 };
 
 export const SPLIT_BACKEND_FIELDS = { service: serviceName(), tags: textList(), weight: int({ min: 0 }) };
+
+/** Every table above, for whoever needs to walk all fields (the config diff names keys through it). */
+export const FIELD_TABLES = [
+  SERVER_FIELDS,
+  ADMIN_FIELDS,
+  SHUTDOWN_FIELDS,
+  ACCESS_LOG_FIELDS,
+  INSTANCE_FIELDS,
+  HEALTH_CHECK_FIELDS,
+  UPSTREAM_TLS_FIELDS,
+  CONSUL_FIELDS,
+  ROUTE_DEFAULT_FIELDS,
+  ROUTE_FIELDS,
+  MATCH_FIELDS,
+  SPLIT_BACKEND_FIELDS,
+] as const;
