@@ -23,6 +23,7 @@ const route = defaultsOf(ROUTE_FIELDS);
 
 export const DEFAULTS = deepFreeze({
   server: defaultsOf(SERVER_LISTEN_FIELDS),
+  /** The other `server:` keys (limits and workers); `server` itself doubles as a ListenConfig. */
   serverLimits: defaultsOf(SERVER_SETTING_FIELDS),
   admin: defaultsOf(ADMIN_FIELDS),
   shutdown: defaultsOf(SHUTDOWN_FIELDS),

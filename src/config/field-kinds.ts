@@ -29,7 +29,6 @@ export interface Group<F extends Fields = Fields> extends Defaulted<Resolved<F>,
 }
 
 // `any` lets tables of differently typed fields share one record type; Resolved<> recovers each type.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Fields = { readonly [key: string]: Field<any, string> };
 
 type ValueOf<F> = F extends Field<infer T, string> ? T : never;
@@ -63,7 +62,7 @@ export function schemasOf(fields: Fields): Record<string, SchemaObject> {
   return Object.fromEntries(Object.entries(fields).map(([key, field]) => [key, field.schema]));
 }
 
-export const TEXT_SCHEMA: SchemaObject = { type: 'string', minLength: 1 };
+const TEXT_SCHEMA: SchemaObject = { type: 'string', minLength: 1 };
 
 /** A non-empty string. */
 export const text = <D extends string | undefined = undefined>(opts: WithDefault<D> = {}) => make(TEXT_SCHEMA, asString, '', opts.default as D);

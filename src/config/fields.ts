@@ -16,6 +16,8 @@ export const CONSUL_CONSISTENCY = ['stale', 'default', 'consistent'] as const;
 /** Consul-compatible service name. */
 export const SERVICE_NAME_PATTERN = '^[A-Za-z0-9_.-]+$';
 export const SERVICE_NAME_REASON = 'must be a service name made of letters, digits, "_", "." and "-"';
+const SERVICE_NAME = new RegExp(SERVICE_NAME_PATTERN);
+export const isServiceName = (name: string): boolean => SERVICE_NAME.test(name);
 /** RFC 9110 token: valid header, cookie and method names. */
 export const TOKEN_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 const TOKEN_CHARS = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";

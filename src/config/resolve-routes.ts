@@ -3,10 +3,9 @@ import type { BalancerName } from '../routing/balancers/types.ts';
 import { DEFAULTS } from './defaults.ts';
 import { formatDuration } from './duration.ts';
 import { resolveFields } from './field-kinds.ts';
-import { MATCH_FIELDS, ROUTE_DEFAULT_FIELDS, ROUTE_FIELDS, SPLIT_BACKEND_FIELDS, TOKEN_PATTERN } from './fields.ts';
+import { isServiceName, MATCH_FIELDS, ROUTE_DEFAULT_FIELDS, ROUTE_FIELDS, SPLIT_BACKEND_FIELDS, TOKEN_PATTERN } from './fields.ts';
 import type { Segment } from './positions.ts';
 import type { ResolveContext } from './resolve-context.ts';
-import { SERVICE_NAME } from './resolve-services.ts';
 import type { HashKeySource, RouteConfig, RouteDefaults, RouteMatch, SplitBackend, StaticServiceConfig } from './types.ts';
 import { asObj, asStringList, compact, isObject, optional, setOwn, stringMap } from './values.ts';
 
@@ -56,7 +55,7 @@ export function resolveRoutes(
     const service = typeof raw['service'] === 'string' ? raw['service'] : split?.[0]?.service ?? '';
     // With Consul, services appear at runtime, so only static-only configs can be checked here.
     const checkService = (name: string, at: readonly Segment[]) => {
-      if (!hasConsul && name !== '' && SERVICE_NAME.test(name) && !Object.hasOwn(services, name)) {
+      if (!hasConsul && name !== '' && isServiceName(name) && !Object.hasOwn(services, name)) {
         ctx.report(at, `unknown service "${name}" (not in registry.static.services)`);
       }
     };

@@ -1,19 +1,18 @@
 /** `registry.static.services` and the upstream TLS settings Consul instances share with them. */
 import { resolveFields } from './field-kinds.ts';
-import { HEALTH_CHECK_FIELDS, INSTANCE_FIELDS, SERVICE_NAME_PATTERN, SERVICE_NAME_REASON, UPSTREAM_TLS_FIELDS } from './fields.ts';
+import { HEALTH_CHECK_FIELDS, INSTANCE_FIELDS, isServiceName, SERVICE_NAME_REASON, UPSTREAM_TLS_FIELDS } from './fields.ts';
 import type { Segment } from './positions.ts';
 import type { ResolveContext } from './resolve-context.ts';
 import type { HealthCheckConfig, StaticInstanceConfig, StaticServiceConfig, UpstreamTlsConfig } from './types.ts';
 import { asObj, compact, isObject, normaliseOrigin, setOwn, type Obj } from './values.ts';
 
-export const SERVICE_NAME = new RegExp(SERVICE_NAME_PATTERN);
-export const ORIGIN_REASON = 'must be an http:// or https:// origin without path or query, like http://127.0.0.1:3001';
+const ORIGIN_REASON = 'must be an http:// or https:// origin without path or query, like http://127.0.0.1:3001';
 
 export function resolveServices(raw: Obj, ctx: ResolveContext): Record<string, StaticServiceConfig> {
   const out: Record<string, StaticServiceConfig> = {};
   for (const [name, svcRaw] of Object.entries(raw)) {
     const path: Segment[] = ['registry', 'static', 'services', name];
-    if (!SERVICE_NAME.test(name)) ctx.report(path, SERVICE_NAME_REASON, 'key');
+    if (!isServiceName(name)) ctx.report(path, SERVICE_NAME_REASON, 'key');
     const svc = asObj(svcRaw);
     setOwn(out, name, compact({
       instances: resolveInstances(svc['instances'], path, ctx),

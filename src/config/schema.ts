@@ -87,17 +87,16 @@ const match = mapping(
   ['pathPrefix'],
 );
 
-const routeFields = schemasOf(ROUTE_FIELDS);
 const route = mapping(
   {
-    // Spelled out to keep today's key order, which decides "did you mean" when two keys are close.
-    name: routeFields['name'] as SchemaObject,
+    // Spelled out to keep the key order, which decides "did you mean" when two keys are close.
+    name: ROUTE_FIELDS.name.schema,
     match,
-    service: routeFields['service'] as SchemaObject,
-    stripPrefix: routeFields['stripPrefix'] as SchemaObject,
-    loadBalancer: routeFields['loadBalancer'] as SchemaObject,
-    hashKey: routeFields['hashKey'] as SchemaObject,
-    tags: routeFields['tags'] as SchemaObject,
+    service: ROUTE_FIELDS.service.schema,
+    stripPrefix: ROUTE_FIELDS.stripPrefix.schema,
+    loadBalancer: ROUTE_FIELDS.loadBalancer.schema,
+    hashKey: ROUTE_FIELDS.hashKey.schema,
+    tags: ROUTE_FIELDS.tags.schema,
     meta: metaMap,
     datacenters: { type: 'array', minItems: 1, items: { type: 'string', pattern: SERVICE_NAME_PATTERN, 'x-reasons': { pattern: 'must be a datacenter name' } } },
     split: {
