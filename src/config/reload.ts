@@ -1,28 +1,10 @@
+import { diffConfig, RESTART_ONLY } from './diff.ts';
 import type { GatewayConfig } from './types.ts';
+import { isObject } from './values.ts';
 
-/**
- * Keys a running gateway cannot change in place: its listeners, and the Consul client's identity.
- * Everything else (routes, defaults, static services, health checks, shutdown) is applied live.
- */
-const RESTART_ONLY: ReadonlyArray<readonly [string, (config: GatewayConfig) => unknown]> = [
-  ['server.host', (c) => c.server.host],
-  ['server.port', (c) => c.server.port],
-  ['server.tls', (c) => c.server.tls],
-  ['server.trustedProxies', (c) => c.server.trustedProxies],
-  ['server.maxBodySize', (c) => c.server.maxBodySize],
-  ['server.headersTimeout', (c) => c.server.headersTimeoutMs],
-  ['server.requestTimeout', (c) => c.server.requestTimeoutMs],
-  ['server.keepAliveTimeout', (c) => c.server.keepAliveTimeoutMs],
-  ['server.maxConnections', (c) => c.server.maxConnections],
-  ['server.workers', (c) => c.server.workers],
-  ['admin', (c) => c.admin],
-  ['registry.consul', (c) => c.registry.consul],
-  ['accessLog', (c) => c.accessLog],
-];
-
-/** Which restart-only keys differ between two configs (in the order above). */
+/** Which restart-only keys differ between two configs, in config order (see RESTART_ONLY in diff.ts). */
 export function restartRequired(running: GatewayConfig, next: GatewayConfig): string[] {
-  return RESTART_ONLY.filter(([, read]) => JSON.stringify(read(running)) !== JSON.stringify(read(next))).map(([key]) => key);
+  return [...diffConfig(running, next).restartRequired];
 }
 
 /**
@@ -30,5 +12,20 @@ export function restartRequired(running: GatewayConfig, next: GatewayConfig): st
  * what is served always matches one consistent view and the difference is reported, not half-applied.
  */
 export function applicableConfig(running: GatewayConfig, next: GatewayConfig): GatewayConfig {
-  return { ...next, server: running.server, admin: running.admin, accessLog: running.accessLog, registry: { ...next.registry, consul: running.registry.consul } };
+  return RESTART_ONLY.reduce<GatewayConfig>((config, section) => withValueAt(config, section, valueAt(running, section)), next);
+}
+
+function valueAt(root: unknown, path: readonly string[]): unknown {
+  return path.reduce<unknown>((node, key) => (isObject(node) ? node[key] : undefined), root);
+}
+
+/** A copy of `root` with `value` at `path` (absent when undefined); only the objects along the path are copied. */
+function withValueAt<T>(root: T, path: readonly string[], value: unknown): T {
+  const [key, ...rest] = path;
+  if (key === undefined) return value as T;
+  const copy: Record<string, unknown> = { ...(root as Record<string, unknown>) };
+  const inner = rest.length === 0 ? value : withValueAt(copy[key], rest, value);
+  if (inner === undefined) delete copy[key];
+  else copy[key] = inner;
+  return copy as T;
 }

@@ -1,98 +1,54 @@
 /**
- * JSON schema for the RAW YAML document (before defaults, units still as written).
- * It checks structure, types, ranges, enums and value formats; cross-field rules
- * (unique names, service references, URL origins, ...) live in load.ts.
+ * JSON schema for the RAW YAML document (before defaults, units still as written). Its leaves come
+ * from the field table (fields.ts); this file adds the structure: sections, maps of services, the
+ * route list and required keys. Cross-field rules (unique names, service references, URL origins,
+ * ...) live in the resolvers.
  *
- * Two custom keywords keep error messages human:
- *  - `duration` / `size`: validate the string-or-integer forms and emit one clear message
- *    instead of a pile of anyOf/type/pattern errors.
+ * Custom keywords keep error messages human:
+ *  - `duration`, `size`, `ipOrCidr`, `failureStatus`, `workers`: validate one value form and emit one
+ *    clear message instead of a pile of anyOf/type/pattern errors.
  *  - `x-reasons`: per-keyword override of the reason text (e.g. what a pattern means).
  */
 import { Ajv, type ErrorObject, type SchemaObject, type SchemaValidateFunction } from 'ajv';
-import type { BalancerName } from '../routing/balancers/types.ts';
-import { DURATION_HINT, formatDuration, parseDuration } from './duration.ts';
-import { SIZE_HINT, parseSize } from './size.ts';
 import { parseIpOrCidr } from '../proxy/trusted-proxies.ts';
+import { DURATION_HINT, formatDuration, parseDuration } from './duration.ts';
+import { mapping, schemasOf } from './field-kinds.ts';
+import {
+  ACCESS_LOG_FIELDS,
+  ADMIN_FIELDS,
+  CONSUL_FIELDS,
+  HEALTH_CHECK_FIELDS,
+  INSTANCE_FIELDS,
+  isFailureStatus,
+  MATCH_FIELDS,
+  ROUTE_DEFAULT_FIELDS,
+  ROUTE_FIELDS,
+  SERVER_FIELDS,
+  SERVICE_NAME_PATTERN,
+  SHUTDOWN_FIELDS,
+  SPLIT_BACKEND_FIELDS,
+  UPSTREAM_TLS_FIELDS,
+} from './fields.ts';
+import { SIZE_HINT, parseSize } from './size.ts';
+import { parseWorkers, WORKERS_HINT } from './workers.ts';
 
-export const BALANCERS = ['round-robin', 'random', 'least-request', 'consistent-hash'] as const satisfies readonly BalancerName[];
-export const RETRY_CONDITIONS = ['connect-failure', 'reset', '502', '503', '504'] as const;
-/** Consul-compatible service name. */
-export const SERVICE_NAME_PATTERN = '^[A-Za-z0-9_.-]+$';
-/** RFC 9110 token: valid header, cookie and method names. */
-export const TOKEN_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
-const TOKEN_CHARS = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
-export const HASH_KEY_PATTERN = `^(ip|header:${TOKEN_CHARS}|cookie:${TOKEN_CHARS})$`;
-/** Upper bound for Consul blocking-query waits (Consul itself caps at 10m). */
-export const MAX_CONSUL_WAIT_MS = 600_000;
-
-export const SERVICE_NAME_REASON = 'must be a service name made of letters, digits, "_", "." and "-"';
-
-interface DurationOptions {
-  min?: number;
-  max?: number;
-}
-
-const duration = (opts: DurationOptions = {}): SchemaObject => ({ duration: opts });
-const size: SchemaObject = { size: true };
-const int = (minimum: number, maximum?: number): SchemaObject =>
-  maximum === undefined ? { type: 'integer', minimum } : { type: 'integer', minimum, maximum };
-const percent: SchemaObject = { type: 'number', minimum: 0, maximum: 100 };
-const text: SchemaObject = { type: 'string', minLength: 1 };
-const bool: SchemaObject = { type: 'boolean' };
-const port = int(0, 65535);
-const textList: SchemaObject = { type: 'array', items: text };
-const serviceName: SchemaObject = {
-  type: 'string',
-  pattern: SERVICE_NAME_PATTERN,
-  'x-reasons': { pattern: SERVICE_NAME_REASON },
-};
-
-function mapping(properties: Record<string, SchemaObject>, required: string[] = []): SchemaObject {
-  return { type: 'object', additionalProperties: false, properties, ...(required.length > 0 ? { required } : {}) };
-}
-
-/** Keys allowed both under `defaults:` and on each route. */
-const routeDefaultProperties: Record<string, SchemaObject> = {
-  timeout: duration({ min: 1 }),
-  connectTimeout: duration({ min: 1 }),
-  retries: int(0),
-  retryOn: {
-    type: 'array',
-    items: {
-      enum: [...RETRY_CONDITIONS, 502, 503, 504],
-      'x-reasons': { enum: `must be one of ${RETRY_CONDITIONS.join(', ')}` },
-    },
-  },
-  retryBudget: mapping({ percent, minConcurrent: int(0) }),
-  maxRetryBodySize: size,
-  circuitBreaker: mapping({
-    failureStatuses: {
-      type: 'array',
-      items: { failureStatus: true },
-    },
-    errorThresholdPercentage: percent,
-    volumeThreshold: int(0),
-    window: duration({ min: 1 }),
-    resetTimeout: duration({ min: 1 }),
-  }),
-  outlierDetection: mapping({
-    consecutiveFailures: int(1),
-    baseEjectionTime: duration(),
-    maxEjectionTime: duration(),
-    maxEjectionPercent: percent,
-  }),
-  panicThreshold: percent,
-  maxInFlight: int(1),
-};
+// The constants moved to the field table; they stay importable from here.
+export {
+  BALANCERS,
+  HASH_KEY_PATTERN,
+  MAX_CONSUL_WAIT_MS,
+  RETRY_CONDITIONS,
+  SERVICE_NAME_PATTERN,
+  SERVICE_NAME_REASON,
+  TOKEN_PATTERN,
+} from './fields.ts';
 
 const metaMap: SchemaObject = { type: 'object', additionalProperties: { type: 'string' }, 'x-reasons': { type: 'must map Service.Meta keys to string values' } };
-
-const upstreamTls = mapping({ ca: text, serverName: text, insecureSkipVerify: bool });
 
 const instance: SchemaObject = {
   type: ['string', 'object'],
   additionalProperties: false,
-  properties: { url: { type: 'string' }, weight: int(1) },
+  properties: schemasOf(INSTANCE_FIELDS),
   required: ['url'],
   'x-reasons': { type: 'must be a URL or a mapping with url and weight' },
 };
@@ -105,101 +61,66 @@ const service = mapping(
       items: instance,
       'x-reasons': { minItems: 'must list at least one instance' },
     },
-    healthCheck: mapping({
-      path: { type: 'string', pattern: '^/', 'x-reasons': { pattern: 'must start with "/"' } },
-      interval: duration({ min: 1 }),
-      timeout: duration({ min: 1 }),
-      unhealthyThreshold: int(1),
-      healthyThreshold: int(1),
-    }),
-    tls: upstreamTls,
+    healthCheck: mapping(schemasOf(HEALTH_CHECK_FIELDS)),
+    tls: mapping(schemasOf(UPSTREAM_TLS_FIELDS)),
   },
   ['instances'],
 );
 
-const consul = mapping({
-  address: text,
-  token: { type: 'string' },
-  datacenter: text,
-  wait: duration({ min: 1, max: MAX_CONSUL_WAIT_MS }),
-  consistency: { enum: ['stale', 'default', 'consistent'] },
-  snapshotFile: text,
-  tls: mapping({ ca: text, cert: text, key: text, serverName: text, insecureSkipVerify: bool }),
-  instanceTls: upstreamTls,
-  tagRoutes: bool,
-  register: mapping({
-    name: serviceName,
-    id: text,
-    address: text,
-    port,
-    tags: textList,
-    checkInterval: duration({ min: 1 }),
-  }),
-});
+const match = mapping(
+  {
+    ...schemasOf(MATCH_FIELDS),
+    methods: {
+      type: 'array',
+      minItems: 1,
+      items: { type: 'string', pattern: '^[A-Za-z]+$', 'x-reasons': { pattern: 'must be an HTTP method like GET' } },
+    },
+    // Header names are checked by the resolver so the error can point at the key.
+    headers: {
+      type: 'object',
+      additionalProperties: {
+        type: ['string', 'number', 'boolean'],
+        'x-reasons': { type: 'must be a string' },
+      },
+    },
+  },
+  ['pathPrefix'],
+);
 
 const route = mapping(
   {
-    name: text,
-    match: mapping(
-      {
-        pathPrefix: { type: 'string', pattern: '^/', 'x-reasons': { pattern: 'must start with "/"' } },
-        host: text,
-        methods: {
-          type: 'array',
-          minItems: 1,
-          items: { type: 'string', pattern: '^[A-Za-z]+$', 'x-reasons': { pattern: 'must be an HTTP method like GET' } },
-        },
-        // Header names are checked in load.ts so the error can point at the key.
-        headers: {
-          type: 'object',
-          additionalProperties: {
-            type: ['string', 'number', 'boolean'],
-            'x-reasons': { type: 'must be a string' },
-          },
-        },
-      },
-      ['pathPrefix'],
-    ),
-    service: serviceName,
-    stripPrefix: bool,
-    loadBalancer: { enum: [...BALANCERS] },
-    hashKey: { type: 'string', pattern: HASH_KEY_PATTERN, 'x-reasons': { pattern: 'must be header:NAME, cookie:NAME or ip' } },
-    tags: textList,
+    // Spelled out to keep the key order, which decides "did you mean" when two keys are close.
+    name: ROUTE_FIELDS.name.schema,
+    match,
+    service: ROUTE_FIELDS.service.schema,
+    stripPrefix: ROUTE_FIELDS.stripPrefix.schema,
+    loadBalancer: ROUTE_FIELDS.loadBalancer.schema,
+    hashKey: ROUTE_FIELDS.hashKey.schema,
+    tags: ROUTE_FIELDS.tags.schema,
     meta: metaMap,
     datacenters: { type: 'array', minItems: 1, items: { type: 'string', pattern: SERVICE_NAME_PATTERN, 'x-reasons': { pattern: 'must be a datacenter name' } } },
     split: {
       type: 'array',
       minItems: 1,
-      items: mapping({ service: serviceName, tags: textList, meta: metaMap, weight: int(0) }, ['service', 'weight']),
+      items: mapping({ service: SPLIT_BACKEND_FIELDS.service.schema, tags: SPLIT_BACKEND_FIELDS.tags.schema, meta: metaMap, weight: SPLIT_BACKEND_FIELDS.weight.schema }, ['service', 'weight']),
       'x-reasons': { minItems: 'must list at least one backend' },
     },
-    ...routeDefaultProperties,
+    ...schemasOf(ROUTE_DEFAULT_FIELDS),
   },
   ['name', 'match'],
 );
 
 export const configSchema: SchemaObject = mapping(
   {
-    server: mapping({
-      host: text,
-      port,
-      tls: mapping({ cert: text, key: text }, ['cert', 'key']),
-      trustedProxies: { type: 'array', items: { type: 'string', ipOrCidr: true } },
-      maxBodySize: size,
-      headersTimeout: duration({ min: 1 }),
-      requestTimeout: duration({ min: 1 }),
-      keepAliveTimeout: duration({ min: 1 }),
-      maxConnections: int(1),
-      workers: { oneOf: [{ type: 'integer', minimum: 1, maximum: 64 }, { const: 'auto' }] },
-    }),
-    admin: mapping({ host: text, port, token: { type: 'string' } }),
-    shutdown: mapping({ drainDelay: duration(), timeout: duration() }),
-    accessLog: mapping({ enabled: bool, path: text }),
+    server: mapping(schemasOf(SERVER_FIELDS)),
+    admin: mapping(schemasOf(ADMIN_FIELDS)),
+    shutdown: mapping(schemasOf(SHUTDOWN_FIELDS)),
+    accessLog: mapping(schemasOf(ACCESS_LOG_FIELDS)),
     registry: mapping({
       static: mapping({ services: { type: 'object', additionalProperties: service } }),
-      consul,
+      consul: mapping(schemasOf(CONSUL_FIELDS)),
     }),
-    defaults: mapping(routeDefaultProperties),
+    defaults: mapping(schemasOf(ROUTE_DEFAULT_FIELDS)),
     routes: {
       type: 'array',
       minItems: 1,
@@ -215,30 +136,29 @@ function fail(fn: SchemaValidateFunction, message: string): false {
   return false;
 }
 
-const validateDuration: SchemaValidateFunction = function validateDuration(opts: DurationOptions, data: unknown) {
+interface DurationBounds {
+  min?: number;
+  max?: number;
+}
+
+const validateDuration: SchemaValidateFunction = function validateDuration(bounds: DurationBounds, data: unknown) {
   const ms = parseDuration(data);
   if (ms === undefined) return fail(validateDuration, DURATION_HINT);
-  if (opts.min !== undefined && ms < opts.min) {
-    return fail(validateDuration, opts.min === 1 ? 'must be greater than 0' : `must be at least ${formatDuration(opts.min)}`);
+  if (bounds.min !== undefined && ms < bounds.min) {
+    return fail(validateDuration, bounds.min === 1 ? 'must be greater than 0' : `must be at least ${formatDuration(bounds.min)}`);
   }
-  if (opts.max !== undefined && ms > opts.max) return fail(validateDuration, `must be at most ${formatDuration(opts.max)}`);
+  if (bounds.max !== undefined && ms > bounds.max) return fail(validateDuration, `must be at most ${formatDuration(bounds.max)}`);
   return true;
 };
 
-const validateSize: SchemaValidateFunction = function validateSize(_schema: unknown, data: unknown) {
-  return parseSize(data) === undefined ? fail(validateSize, SIZE_HINT) : true;
-};
+/** A keyword whose value is valid when `accepts` says so, with one message otherwise. */
+function oneMessageKeyword(accepts: (data: unknown) => boolean, message: string): SchemaValidateFunction {
+  const validate: SchemaValidateFunction = (_schema: unknown, data: unknown) => (accepts(data) ? true : fail(validate, message));
+  return validate;
+}
 
 const IP_OR_CIDR_HINT = 'must be an IP address or a CIDR block like 10.0.0.0/8';
-const validateIpOrCidr: SchemaValidateFunction = function validateIpOrCidr(_schema: unknown, data: unknown) {
-  return typeof data === 'string' && parseIpOrCidr(data) !== undefined ? true : fail(validateIpOrCidr, IP_OR_CIDR_HINT);
-};
-
 const FAILURE_STATUS_HINT = 'must be "5xx" or a status code from 400 to 599';
-const validateFailureStatus: SchemaValidateFunction = function validateFailureStatus(_schema: unknown, data: unknown) {
-  const valid = data === '5xx' || (typeof data === 'number' && Number.isInteger(data) && data >= 400 && data <= 599);
-  return valid ? true : fail(validateFailureStatus, FAILURE_STATUS_HINT);
-};
 
 let compiled: ((data: unknown) => boolean) & { errors?: ErrorObject[] | null } | undefined;
 
@@ -247,9 +167,11 @@ export function validateRawConfig(data: unknown): ErrorObject[] {
   if (compiled === undefined) {
     const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true });
     ajv.addKeyword({ keyword: 'duration', schemaType: 'object', errors: true, validate: validateDuration });
-    ajv.addKeyword({ keyword: 'size', schemaType: 'boolean', errors: true, validate: validateSize });
-    ajv.addKeyword({ keyword: 'ipOrCidr', schemaType: 'boolean', errors: true, validate: validateIpOrCidr });
-    ajv.addKeyword({ keyword: 'failureStatus', schemaType: 'boolean', errors: true, validate: validateFailureStatus });
+    ajv.addKeyword({ keyword: 'size', schemaType: 'boolean', errors: true, validate: oneMessageKeyword((d) => parseSize(d) !== undefined, SIZE_HINT) });
+    ajv.addKeyword({ keyword: 'ipOrCidr', schemaType: 'boolean', errors: true, validate: oneMessageKeyword((d) => typeof d === 'string' && parseIpOrCidr(d) !== undefined, IP_OR_CIDR_HINT) });
+    ajv.addKeyword({ keyword: 'failureStatus', schemaType: 'boolean', errors: true, validate: oneMessageKeyword(isFailureStatus, FAILURE_STATUS_HINT) });
+    // `auto` is accepted without asking the OS how many cores there are.
+    ajv.addKeyword({ keyword: 'workers', schemaType: 'boolean', errors: true, validate: oneMessageKeyword((d) => parseWorkers(d, () => 1) !== undefined, WORKERS_HINT) });
     ajv.addKeyword({ keyword: 'x-reasons', schemaType: 'object' });
     compiled = ajv.compile(configSchema);
   }

@@ -38,7 +38,7 @@ export interface ServerConfig extends ListenConfig {
   readonly requestTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
   readonly maxConnections: number;
-  /** Processes serving the public port: 1 = this process alone; N > 1 = a primary and N workers. */
+  /** Processes serving the public port (`auto` in YAML resolves to the cores available); changing it needs a restart. */
   readonly workers: number;
 }
 

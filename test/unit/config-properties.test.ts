@@ -20,6 +20,7 @@ const RICH_YAML = `# every section, most keys
 server:
   host: 0.0.0.0
   port: 8443
+  workers: 2
   tls: { cert: /etc/waygate/tls.crt, key: /etc/waygate/tls.key }
   trustedProxies: [10.0.0.0/8, 192.168.1.1, "::1"]
   maxBodySize: 5MiB

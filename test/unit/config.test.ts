@@ -1,8 +1,7 @@
-import { availableParallelism } from 'node:os';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { tmpdir, hostname } from 'node:os';
+import { availableParallelism, tmpdir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { formatDuration, parseDuration } from '../../src/config/duration.ts';
 import { formatSize, parseSize } from '../../src/config/size.ts';
@@ -763,26 +762,12 @@ describe('hardening keys', () => {
     assert.equal(open.config.admin.token, undefined);
   });
 
-  it('server.workers: a count from 1 to 64, or auto for one per available core', () => {
-    const three = parse(`server: { workers: 3 }\n${base}`);
-    assert.ok(three.ok);
-    assert.equal(three.config.server.workers, 3);
-    const auto = parse(`server: { workers: auto }\n${base}`);
-    assert.ok(auto.ok);
-    assert.equal(auto.config.server.workers, availableParallelism());
-    for (const bad of ['0', '65', 'many', '1.5']) {
-      const result = parse(`server: { workers: ${bad} }\n${base}`);
-      assert.ok(!result.ok, `workers: ${bad} must be refused`);
-      assert.match(result.problems.map((problem) => problem.path).join(','), /server\.workers/);
-    }
-  });
-
   it('server limits resolve to ms and bytes; trustedProxies must be IPs or CIDRs', () => {
     const result = parse(`server: { maxBodySize: 2MiB, headersTimeout: 5s, requestTimeout: 30s, keepAliveTimeout: 75s, maxConnections: 100, trustedProxies: [10.0.0.0/8, "::1"] }\n${base}`);
     assert.ok(result.ok);
     assert.deepEqual(
       { ...result.config.server, host: undefined, port: undefined },
-      { host: undefined, port: undefined, maxBodySize: 2 * 1024 * 1024, headersTimeoutMs: 5_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 75_000, maxConnections: 100, trustedProxies: ['10.0.0.0/8', '::1'], workers: 1 },
+      { host: undefined, port: undefined, workers: 1, maxBodySize: 2 * 1024 * 1024, headersTimeoutMs: 5_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 75_000, maxConnections: 100, trustedProxies: ['10.0.0.0/8', '::1'] },
     );
     const bad = parse(`server: { trustedProxies: [10.0.0.0/33, "not-an-ip"] }\n${base}`);
     assert.ok(!bad.ok);
@@ -835,5 +820,36 @@ describe('datacenters', () => {
     const withSplit = parseConfig(`${consul}routes: [{ name: r, match: { pathPrefix: / }, split: [{ service: web, weight: 1 }], datacenters: [dc1] }]\n`, { file: 't.yaml', env: {} });
     assert.ok(!withSplit.ok);
     assert.equal(withSplit.problems[0]!.reason, 'cannot be combined with split');
+  });
+});
+
+describe('server.workers', () => {
+  const base = 'registry: { static: { services: { s: { instances: ["http://127.0.0.1:1"] } } } }\nroutes: [{ name: r, match: { pathPrefix: / }, service: s }]\n';
+  const parse = (workers: string) => parseConfig(`server:\n  workers: ${workers}\n${base}`, { file: 't.yaml', env: {} });
+
+  it('defaults to 1 and takes whole numbers from 1 to 64', () => {
+    const absent = parseConfig(base, { file: 't.yaml', env: {} });
+    assert.ok(absent.ok);
+    assert.equal(absent.config.server.workers, 1);
+    assert.equal(DEFAULTS.serverLimits.workers, 1);
+    for (const n of [1, 2, 8, 64]) {
+      const result = parse(String(n));
+      assert.ok(result.ok);
+      assert.equal(result.config.server.workers, n);
+    }
+  });
+
+  it('resolves auto to the cores this process may use', () => {
+    const result = parse('auto');
+    assert.ok(result.ok);
+    assert.equal(result.config.server.workers, availableParallelism());
+  });
+
+  it('reports anything else at its position', () => {
+    for (const bad of ['0', '65', '-1', '1.5', '"4"', 'all', 'true', '[2]']) {
+      const result = parse(bad);
+      assert.ok(!result.ok, bad);
+      assert.deepEqual(result.problems.map(formatProblem), ['t.yaml:2:12 server.workers: must be auto or a whole number from 1 to 64'], bad);
+    }
   });
 });
