@@ -201,9 +201,9 @@ function buildPeerProgram(dir: string): string {
  * front of the catch-all. Routes are tried longest prefix first, so '/' (declared last as well) is
  * the route a linear scan reaches last, and the load (GET /) is aimed at it.
  */
-function waygateConfig(port: number, adminPort: number, instances: readonly string[], extraRoutes = 0): string {
+function waygateConfig(port: number, adminPort: number, instances: readonly string[], extraRoutes = 0, workers = 1): string {
   const lines = [
-    `server: { host: 127.0.0.1, port: ${port} }`,
+    `server: { host: 127.0.0.1, port: ${port}, workers: ${workers} }`,
     `admin: { host: 127.0.0.1, port: ${adminPort} }`,
     'shutdown: { drainDelay: 0s, timeout: 5s }',
     'registry:',
@@ -374,11 +374,11 @@ async function bench(): Promise<void> {
     return { url, child };
   };
 
-  const startWaygate = async (routes: number, accessLog = false): Promise<Started> => {
+  const startWaygate = async (routes: number, accessLog = false, workers = 1): Promise<Started> => {
     const [port, adminPort] = [await freePort(), await freePort()];
-    const file = path.join(tmp, `waygate-${routes}${accessLog ? '-log' : ''}.yaml`);
+    const file = path.join(tmp, `waygate-${routes}${accessLog ? '-log' : ''}-w${workers}.yaml`);
     const logLine = accessLog ? `accessLog: { enabled: true, path: "${path.join(tmp, `access-${++runs}.log`)}" }\n` : '';
-    writeFileSync(file, logLine + waygateConfig(port, adminPort, upstreams.urls, routes));
+    writeFileSync(file, logLine + waygateConfig(port, adminPort, upstreams.urls, routes, workers));
     const child = spawnNode('waygate', [waygateBin, 'start', '--config', file], { env: { WAYGATE_LOG_LEVEL: 'warn' }, group: true });
     await waitUntilReady(`http://127.0.0.1:${adminPort}/health/ready`, { child, timeoutMs: 60_000 });
     const verify = routes > 0 ? () => checkRouteTable(`http://127.0.0.1:${adminPort}/admin/routes`, routes + 1) : undefined;
@@ -412,6 +412,7 @@ async function bench(): Promise<void> {
     { id: 'fast-gateway', label: `fast-gateway ${versions.fastGateway}`, start: () => startNodePeer('fast-gateway') },
     { id: 'waygate', label: 'waygate, 1 route, 3 instances RR', start: () => startWaygate(0) },
     { id: 'waygate-log', label: 'waygate, same, access log to a file', start: () => startWaygate(0, true) },
+    { id: 'waygate-w2', label: 'waygate, same, server.workers: 2', start: () => startWaygate(0, false, 2) },
     routeScale
       ? { id: 'waygate-5k', label: `waygate, ${fmt(extraRoutes + 1)} routes, last hit`, start: () => startWaygate(extraRoutes) }
       : { id: 'waygate-5k', skip: 'BENCH_ROUTE_SCALE=0' },
@@ -557,6 +558,20 @@ async function bench(): Promise<void> {
   if (summaries.has('waygate-log')) {
     const cost = checkTarget('', summaries, ['waygate-log', 'proxyCpuUsPerReq'], ['waygate', 'proxyCpuUsPerReq'], '>=', 0);
     process.stdout.write(`\naccess log on / off, CPU/req: ${cost.value === undefined ? '-' : cost.value.toFixed(3)} (no target)${cost.perRound.length > 1 ? `  [per round: ${cost.perRound.map((r) => r.toFixed(2)).join(', ')}]` : ''}\n`);
+  }
+
+  if (summaries.has('waygate-w2')) {
+    // On 2 cores shared with wrk and the upstream, extra workers mostly compete for the same CPU; CPU per request does not depend on that.
+    const rps = checkTarget('', summaries, ['waygate-w2', 'reqPerSec'], ['waygate', 'reqPerSec'], '>=', 0);
+    const cpu = checkTarget('', summaries, ['waygate-w2', 'proxyCpuUsPerReq'], ['waygate', 'proxyCpuUsPerReq'], '>=', 0);
+    const perRound = (check: TargetCheck) => (check.perRound.length > 1 ? `  [per round: ${check.perRound.map((r) => r.toFixed(2)).join(', ')}]` : '');
+    process.stdout.write(`
+workers: 2 vs workers: 1 (no target; ${machine.cores} cores shared with the load generator and upstream):
+`);
+    process.stdout.write(`  req/s: ${rps.value === undefined ? '-' : rps.value.toFixed(2)}${perRound(rps)}
+`);
+    process.stdout.write(`  CPU µs/req: ${cpu.value === undefined ? '-' : cpu.value.toFixed(2)}${perRound(cpu)}
+`);
   }
 
   const noisy = rows.filter((r) => (r.otherCpuPct ?? 0) > NOISY_OTHER_CPU_PCT);
