@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type ChildGateway, startChildGateway } from '../support/child-gateway.ts';
+import { ConsulDouble } from '../support/consul-double.ts';
 import { adminRoutes, ensureBuilt, metricValue, rawRequest, waitFor } from '../support/gateway.ts';
 import { deadPort, startUpstream, type TestUpstream } from '../support/upstream.ts';
 
@@ -150,5 +151,29 @@ describe('server.workers', () => {
     await waitFor('version 2', async () => ((await (await fetch(`${admin}/admin/config`)).json()) as { version: number }).version >= 2, 10_000);
     await waitFor('the new route on every worker', async () => (await statuses(url, '/added/x', 10)).every((status) => status === 200), 10_000);
     assert.equal(gw.workerPids().length, 2, 'a reload restarts no worker');
+  });
+
+  test('Consul sees one set of watches whatever the worker count: only the primary asks', async (t) => {
+    const double = new ConsulDouble({ maxJitterFraction: 0 });
+    await double.start();
+    t.after(() => double.stop());
+    double.register({ id: 'api-1', name: 'api', node: 'n1', nodeAddress: '127.0.0.1', address: '127.0.0.1', port: upstream.port });
+    const port = await deadPort();
+    const adminPort = await deadPort();
+    const file = join(dir, 'consul.yaml');
+    writeFileSync(file, `server: { host: 127.0.0.1, port: ${port}, workers: 3 }
+admin: { host: 127.0.0.1, port: ${adminPort} }
+shutdown: { drainDelay: 0s, timeout: 5s }
+registry:
+  consul: { address: "${double.address}", wait: 2s }
+routes:
+  - { name: api, match: { pathPrefix: /api }, service: api, stripPrefix: true }
+`);
+    const gw = await startChildGateway(file, `http://127.0.0.1:${adminPort}`);
+    t.after(() => gw.kill());
+    assert.deepEqual(await statuses(`http://127.0.0.1:${port}`, '/api/x', 12), Array(12).fill(200));
+    const reads = double.requests.filter((request) => request.path === '/v1/health/service/api');
+    // Each watcher starts with one read without an index; four processes watching would make four.
+    assert.equal(reads.filter((request) => request.query.index === undefined).length, 1, JSON.stringify(reads.map((r) => r.query)));
   });
 });
