@@ -1,6 +1,6 @@
 import { type Stats, statSync, unwatchFile, watchFile } from 'node:fs';
 import type { Logger } from '../observability/logger.ts';
-import { ConfigError, formatProblem, loadConfigFile } from './load.ts';
+import { ConfigLoadThread } from './load-thread.ts';
 import type { GatewayConfig } from './types.ts';
 
 /** What one reload attempt gave: the version now served, or every problem (nothing was applied). */
@@ -24,6 +24,7 @@ export class ConfigReloader {
   private watching = false;
   /** The file as the last attempt found it, so the poll does not load again what SIGHUP or POST just did. */
   private lastSeen: string | undefined;
+  private readonly loader = new ConfigLoadThread();
 
   constructor(
     private readonly file: string,
@@ -48,19 +49,21 @@ export class ConfigReloader {
   }
 
   private async attempt(): Promise<ReloadOutcome> {
-    let next: GatewayConfig;
     try {
       this.lastSeen = identity(statSync(this.file));
-      next = loadConfigFile(this.file, this.env);
-    } catch (error) {
-      const errors = error instanceof ConfigError ? error.problems.map(formatProblem) : [`${this.file}: ${(error as Error).message}`];
+    } catch {
+      this.lastSeen = undefined; // the thread reports the missing file
+    }
+    const loaded = await this.loader.load(this.file, this.env);
+    if (!loaded.ok) {
+      const { errors } = loaded;
       for (const line of errors) this.logger.error({ file: this.file }, line);
       this.logger.error({ file: this.file, problems: errors.length }, 'config reload refused; the previous config keeps serving');
       this.target.reloadFailed(errors);
       return { ok: false, errors };
     }
     try {
-      await this.target.reload(next);
+      await this.target.reload(loaded.config);
     } catch (error) {
       const errors = [`${this.file}: ${(error as Error).message}`];
       this.logger.error({ file: this.file, err: (error as Error).message }, 'config reload failed while applying');
@@ -83,6 +86,7 @@ export class ConfigReloader {
   }
 
   stop(): void {
+    this.loader.close();
     if (!this.watching) return;
     this.watching = false;
     unwatchFile(this.file);
