@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir, hostname } from 'node:os';
+import { parseWorkers, usableCores } from '../../src/config/workers.ts';
 import { join } from 'node:path';
 import { formatDuration, parseDuration } from '../../src/config/duration.ts';
 import { formatSize, parseSize } from '../../src/config/size.ts';
@@ -842,7 +843,24 @@ describe('server.workers', () => {
   it('resolves auto to the cores this process may use', () => {
     const result = parse('auto');
     assert.ok(result.ok);
-    assert.equal(result.config.server.workers, availableParallelism());
+    assert.equal(result.config.server.workers, usableCores());
+    assert.ok(usableCores() <= availableParallelism());
+  });
+
+  it('auto honours a container CPU quota (cgroup v2 cpu.max, else v1 cfs quota) and never exceeds the CPUs', () => {
+    const files = (entries: Record<string, string>) => (path: string) => {
+      if (!(path in entries)) throw new Error('ENOENT');
+      return entries[path]!;
+    };
+    assert.equal(usableCores(files({ '/sys/fs/cgroup/cpu.max': '200000 100000\n' }), 32), 2);
+    assert.equal(usableCores(files({ '/sys/fs/cgroup/cpu.max': '150000 100000' }), 32), 2, 'a part core rounds up');
+    assert.equal(usableCores(files({ '/sys/fs/cgroup/cpu.max': '50000 100000' }), 32), 1);
+    assert.equal(usableCores(files({ '/sys/fs/cgroup/cpu.max': 'max 100000' }), 32), 32, 'no quota');
+    assert.equal(usableCores(files({ '/sys/fs/cgroup/cpu.max': '800000 100000' }), 4), 4, 'a quota above the CPUs');
+    assert.equal(usableCores(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '300000', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000' }), 32), 3);
+    assert.equal(usableCores(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '-1', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000' }), 32), 32, 'v1: -1 = none');
+    assert.equal(usableCores(files({}), 8), 8);
+    assert.equal(parseWorkers('auto', () => 200), 64, 'auto stays within the 64 a number may say');
   });
 
   it('reports anything else at its position', () => {
