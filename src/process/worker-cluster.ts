@@ -136,6 +136,8 @@ export class WorkerCluster implements TrafficPlane {
   private onMessage(slot: WorkerSlot, message: ToPrimary): void {
     switch (message.waygate) {
       case 'hello':
+        // A worker that boots while the gateway stops is told to stop instead (the drain broadcast may have missed it).
+        if (this.stopping) return this.sendTo(slot, { waygate: 'drain', timeoutMs: 0 });
         // The whole current state first: the worker opens the port only after it has a table.
         slot.phase = 'initialised';
         this.sendTo(slot, { waygate: 'init', config: this.config, plans: this.plans, services: [...this.services.values()] });
