@@ -6,6 +6,9 @@ import type { GatewayConfig } from './types.ts';
 /** What one reload attempt gave: the version now served, or every problem (nothing was applied). */
 export type ReloadOutcome = { readonly ok: true; readonly version: number } | { readonly ok: false; readonly errors: readonly string[] };
 
+/** How the file is polled (fs.watchFile; tests hand in their own to drive each poll). */
+export type StatPoller = (file: string, intervalMs: number, listener: (now: Stats, before: Stats) => void) => void;
+
 /** The part of the gateway a reload talks to. */
 export interface Reloadable {
   reload(next: GatewayConfig): Promise<unknown>;
@@ -74,10 +77,10 @@ export class ConfigReloader {
   }
 
   /** Polls the file (every 500 ms, so a change is applied well within 2 s). */
-  watch(intervalMs = 500): void {
+  watch(intervalMs = 500, poll: StatPoller = (file, interval, listener) => watchFile(file, { interval, persistent: false }, listener)): void {
     if (this.watching) return;
     this.watching = true;
-    watchFile(this.file, { interval: intervalMs, persistent: false }, (now, before) => {
+    poll(this.file, intervalMs, (now, before) => {
       if (now.mtimeMs === before.mtimeMs && now.ino === before.ino && now.size === before.size) return;
       if (now.nlink === 0 && now.size === 0) return; // the file is gone for a moment during a rename
       if (identity(now) === this.lastSeen) return;

@@ -251,7 +251,7 @@ routes:
 describe('the file poll and an explicit reload', () => {
   test('a file already loaded by SIGHUP or POST is not loaded again when the poll notices the same change', async (t) => {
     const { ConfigReloader } = await import('../../src/config/watch.ts');
-    const { watchFile, unwatchFile } = await import('node:fs');
+    const { statSync } = await import('node:fs');
     const { createLogger } = await import('../../src/observability/logger.ts');
     const file = join(dir, 'poll-once.yaml');
     const yaml = (prefix: string) => `registry: { static: { services: { s: { instances: ["${u1.url}"] } } } }\nroutes:\n  - { name: r, match: { pathPrefix: ${prefix} }, service: s }\n`;
@@ -259,21 +259,27 @@ describe('the file poll and an explicit reload', () => {
     const applied: string[] = [];
     const target = { configVersion: 1, reload: async (next: { routes: ReadonlyArray<{ match: { pathPrefix: string } }> }) => { applied.push(next.routes[0]!.match.pathPrefix); }, reloadFailed: () => undefined };
     const reloader = new ConfigReloader(file, {}, target as never, createLogger('silent'));
-    reloader.watch(20);
-    // Node polls a path with one stat watcher: this listener runs on the very poll the reloader's does, right after it.
-    let polls = 0;
-    const seen = () => { polls += 1; };
-    watchFile(file, { interval: 20, persistent: false }, seen);
-    t.after(() => {
-      unwatchFile(file, seen);
-      reloader.stop();
-    });
+    // The test is the poll: it says when a poll runs and what it saw.
+    let poll: ((now: import('node:fs').Stats, before: import('node:fs').Stats) => void) | undefined;
+    reloader.watch(500, (_file, _interval, listener) => { poll = listener; });
+    t.after(() => reloader.stop());
+    const before = statSync(file);
+
     writeFileSync(`${file}.next`, yaml('/two'));
     renameSync(`${file}.next`, file);
-    await reloader.reloadNow(); // as SIGHUP does, before any poll could run
-    await waitFor('the poll to see the rename', () => polls >= 1, 10_000, 5);
-    assert.deepEqual(applied, ['/two'], 'loaded once, not a second time by the poll');
+    await reloader.reloadNow(); // as SIGHUP does, before the poll runs
+    assert.deepEqual(applied, ['/two']);
+    // Count the reloads the poll starts (it calls reloadNow synchronously when it decides to load).
+    let started = 0;
+    const reloadNow = reloader.reloadNow.bind(reloader);
+    reloader.reloadNow = () => { started += 1; return reloadNow(); };
+    const afterRename = statSync(file);
+    poll!(afterRename, before);
+    assert.equal(started, 0, 'the poll did not load the renamed file again');
+
     writeFileSync(file, yaml('/three'));
+    poll!(statSync(file), afterRename);
+    assert.equal(started, 1);
     await waitFor('the poll to load a change nobody else loaded', () => applied.length === 2, 10_000, 5);
     assert.deepEqual(applied, ['/two', '/three']);
   });
