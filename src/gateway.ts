@@ -15,6 +15,9 @@ import { ConsulClient } from './registry/consul/client.ts';
 import { ConsulRegistry, parseWatchKey, watchKey } from './registry/consul/registry.ts';
 import { SelfRegistration } from './registry/consul/self-registration.ts';
 import { mergeRoutes, routesFromTags } from './registry/consul/tag-routes.ts';
+import { EtcdClient } from './registry/etcd/client.ts';
+import { EtcdRegistry } from './registry/etcd/registry.ts';
+import { EtcdSelfRegistration, registrationValue } from './registry/etcd/self-registration.ts';
 import { StaticRegistry } from './registry/static.ts';
 import type { Registry } from './registry/types.ts';
 import { BreakerClock } from './resilience/breakers.ts';
@@ -91,11 +94,17 @@ export class Gateway {
     }
     const consulInstances = config.registry.consul?.instanceTls;
     this.consulTls = consulInstances ? this.loadUpstreamTls(consulInstances, 'consul instances') : VERIFY_WITH_SYSTEM_ROOTS;
-    const discovery = options.registries ?? (config.registry.consul ? [this.createConsul()] : []);
+    const discovery = options.registries ?? [...(config.registry.consul ? [this.createConsul()] : []), ...(config.registry.etcd ? [this.createEtcd()] : [])];
     this.registries = [new StaticRegistry(config.registry.static.services, this.logger, this.metrics), ...discovery];
   }
 
   private consulClient: ConsulClient | undefined;
+  private etcdClient: EtcdClient | undefined;
+
+  private createEtcd(): EtcdRegistry {
+    this.etcdClient = new EtcdClient(this.config.registry.etcd!);
+    return new EtcdRegistry(this.config.registry.etcd!, this.etcdClient, this.logger, this.metrics);
+  }
 
   private loadUpstreamTls(config: NonNullable<GatewayConfig['registry']['consul']>['instanceTls'], what: string): UpstreamTls {
     if (config?.insecureSkipVerify) this.logger.warn({ for: what }, 'tls: insecureSkipVerify is set: certificates of these instances are NOT verified');
@@ -109,6 +118,7 @@ export class Gateway {
   /** How a pool's https:// instances are verified. */
   tlsFor(pool: ServicePool): UpstreamTls {
     if (pool.registry === 'static') return this.staticTls.get(pool.name) ?? VERIFY_WITH_SYSTEM_ROOTS;
+    if (pool.registry === 'etcd') return VERIFY_WITH_SYSTEM_ROOTS;
     return this.consulTls;
   }
 
@@ -148,8 +158,9 @@ export class Gateway {
   /** Names of the tag routes refused last time, so each refusal is logged and counted once. */
   private refusedTagRoutes = '';
 
-  /** Which registry serves a service: static when listed there, else the first other registry. */
-  registryFor(service: string): Registry | undefined {
+  /** Which registry serves a service: the one the route names, else static when listed there, else the first other registry. */
+  registryFor(service: string, named?: RouteConfig['registry']): Registry | undefined {
+    if (named !== undefined) return this.registries.find((registry) => registry.name === named);
     if (this.config.registry.static.services[service]) return this.registries[0];
     return this.registries[1];
   }
@@ -195,10 +206,10 @@ export class Gateway {
     const meta = Object.entries(route.meta ?? {}).map(([name, value]) => `${name}=${value}`).sort().join(',');
     const watch = watchKey(route.service, datacenter);
     // Breaker and outlier settings are part of a pool's identity: a reload that changes them gets a fresh pool, one that does not keeps its state.
-    const key = `${watch}|${[...route.tags].sort().join(',')}|${meta}|${JSON.stringify(route.circuitBreaker)}|${JSON.stringify(route.outlierDetection)}`;
+    const key = `${route.registry ?? ''}|${watch}|${[...route.tags].sort().join(',')}|${meta}|${JSON.stringify(route.circuitBreaker)}|${JSON.stringify(route.outlierDetection)}`;
     let pool = this.pools.get(key);
     if (pool) return pool;
-    const registry = this.registryFor(route.service);
+    const registry = this.registryFor(route.service, route.registry);
     if (!registry) {
       this.logger.error({ route: route.name, service: route.service }, 'no registry serves this service');
       return undefined;
@@ -229,7 +240,7 @@ export class Gateway {
   setRoutes(routes: readonly RouteConfig[]): void {
     this.routesKey = routes.map((route) => `${route.name}|${route.match.pathPrefix}|${route.stripPrefix}`).join('\n');
     for (const registry of this.registries) {
-      registry.track?.(routes.flatMap((route) => Gateway.watchesOf(route)).filter((watch) => this.registryFor(parseWatchKey(watch).name) === registry));
+      registry.track?.(routes.flatMap((route) => Gateway.watchesOf(route).filter((watch) => this.registryFor(parseWatchKey(watch).name, route.registry) === registry)));
     }
     this.table = this.buildTable(routes);
     this.retireUnusedPools();
@@ -392,6 +403,7 @@ export class Gateway {
     await this.publicServer.listen({ host: this.config.server.host, port: this.config.server.port });
     this.phase = 'serving';
     await this.registerWithConsul();
+    await this.registerWithEtcd();
     this.logger.info({ server: this.publicAddress, admin: this.adminAddress, routes: this.config.routes.length }, 'waygate serving');
   }
 
@@ -418,6 +430,26 @@ export class Gateway {
     });
   }
 
+  /** etcd self-registration: a leased key written once serving, revoked at drain start (so before the drain delay ends). */
+  private async registerWithEtcd(): Promise<void> {
+    const etcd = this.config.registry.etcd;
+    if (!etcd?.register || !this.etcdClient) return;
+    const { service, id, ttlMs } = etcd.register;
+    const listening = new URL(this.publicAddress);
+    const host = WILDCARD.has(this.config.server.host) ? '127.0.0.1' : listening.hostname;
+    const address = etcd.register.address ?? `${this.config.server.tls ? 'https://' : ''}${host}:${listening.port}`;
+    const self = new EtcdSelfRegistration(this.etcdClient, `${etcd.prefix}${service}/${id}`, registrationValue(address), ttlMs, this.logger);
+    if (!(await self.start())) this.logger.error({ key: self.key }, 'etcd: self-registration failed; serving anyway and retrying');
+    this.onShutdown(async () => {
+      try {
+        await self.revoke();
+        this.logger.info({ key: self.key }, 'etcd: revoked the gateway registration');
+      } catch (error) {
+        this.logger.error({ err: (error as Error).message }, 'etcd: revoking the registration failed (its lease expires by itself)');
+      }
+    });
+  }
+
   /** Stops everything but the public listener (stop() drains that first). */
   private async stopParts(): Promise<void> {
     await this.accessLog?.close().catch(() => undefined);
@@ -427,6 +459,7 @@ export class Gateway {
     await this.dispatcher.close().catch(() => undefined);
     await this.adminServer?.close();
     await this.consulClient?.close().catch(() => undefined);
+    await this.etcdClient?.close().catch(() => undefined);
   }
 
   get publicAddress(): string {
@@ -473,6 +506,8 @@ function addressOf(server: FastifyInstance | undefined, scheme: 'http' | 'https'
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return `${scheme}://${host}:${address.port}`;
 }
+
+const WILDCARD = new Set(['0.0.0.0', '::', '[::]']);
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

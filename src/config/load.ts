@@ -26,6 +26,8 @@ import type {
   ConsulConfig,
   ConsulRegisterConfig,
   ConsulTlsConfig,
+  EtcdConfig,
+  EtcdRegisterConfig,
   GatewayConfig,
   HashKeySource,
   HealthCheckConfig,
@@ -38,6 +40,7 @@ import type {
   RouteConfig,
   RouteDefaults,
   RouteMatch,
+  RegistryName,
   StaticInstanceConfig,
   StaticServiceConfig,
 } from './types.ts';
@@ -112,6 +115,9 @@ export const DEFAULTS = deepFreeze({
   },
   /** `id` defaults to `${name}-${os.hostname()}`; address/port come from `server` (see resolveRegister). */
   consulRegister: { name: 'waygate', tags: [] as readonly string[], checkIntervalMs: 10_000, wildcardAddress: '127.0.0.1' },
+  etcd: { endpoints: ['http://127.0.0.1:2379'] as readonly string[], prefix: '/services/' },
+  /** `id` defaults to `${service}-${os.hostname()}`; no address = the public listener's (see Gateway). */
+  etcdRegister: { service: 'waygate', ttlMs: 10_000 },
   routeDefaults: {
     timeoutMs: 30_000,
     connectTimeoutMs: 2_000,
@@ -516,8 +522,10 @@ class Resolver {
     const registryRaw = asObj(root['registry']);
     const services = this.services(asObj(asObj(registryRaw['static'])['services']));
     const consul = isObject(registryRaw['consul']) ? this.consul(registryRaw['consul'], server) : undefined;
+    const etcd = isObject(registryRaw['etcd']) ? this.etcd(registryRaw['etcd']) : undefined;
+    const dynamic = [...(consul ? ['consul' as const] : []), ...(etcd ? ['etcd' as const] : [])];
     const defaults = this.routeDefaults(root['defaults'], DEFAULTS.routeDefaults, ['defaults']);
-    const routes = this.routes(root['routes'], defaults, services, consul !== undefined);
+    const routes = this.routes(root['routes'], defaults, services, consul !== undefined, dynamic);
 
     return {
       server,
@@ -526,7 +534,7 @@ class Resolver {
         drainDelayMs: asDuration(shutdownRaw['drainDelay']) ?? DEFAULTS.shutdown.drainDelayMs,
         timeoutMs: asDuration(shutdownRaw['timeout']) ?? DEFAULTS.shutdown.timeoutMs,
       },
-      registry: compact({ static: { services }, consul }),
+      registry: compact({ static: { services }, consul, etcd }),
       defaults,
       routes,
       accessLog: {
@@ -705,6 +713,45 @@ class Resolver {
     return { ...tls, insecureSkipVerify: tls.insecureSkipVerify ?? DEFAULTS.consul.insecureSkipVerify };
   }
 
+  /** registry.etcd: endpoints are origins; ETCD_USERNAME / ETCD_PASSWORD stand in for absent YAML keys. */
+  private etcd(raw: Obj): EtcdConfig {
+    const base: Segment[] = ['registry', 'etcd'];
+    const endpoints: string[] = [];
+    (Array.isArray(raw['endpoints']) ? raw['endpoints'] : DEFAULTS.etcd.endpoints).forEach((endpoint: unknown, i) => {
+      if (typeof endpoint !== 'string' || endpoint === '') return; // the schema reported it
+      const origin = normaliseOrigin(endpoint);
+      if (origin === undefined) this.report([...base, 'endpoints', i], 'must be an http:// or https:// origin like http://127.0.0.1:2379');
+      else if (!endpoints.includes(origin)) endpoints.push(origin);
+    });
+    const username = asString(raw['username']) ?? this.envString('ETCD_USERNAME');
+    const password = typeof raw['password'] === 'string' ? raw['password'] : this.envString('ETCD_PASSWORD');
+    if (password !== undefined && username === undefined) this.report([...base, 'username'], 'is required when a password is set (YAML or env ETCD_PASSWORD)', 'value', base);
+    const tlsRaw = asObj(raw['tls']);
+    const tls = isObject(raw['tls']) ? compact({ ca: asString(tlsRaw['ca']), cert: asString(tlsRaw['cert']), key: asString(tlsRaw['key']) }) : undefined;
+    if (tls?.cert !== undefined && tls.key === undefined) this.report([...base, 'tls', 'key'], 'is required when tls.cert is set');
+    if (tls?.key !== undefined && tls.cert === undefined) this.report([...base, 'tls', 'cert'], 'is required when tls.key is set');
+    const reg = asObj(raw['register']);
+    const service = typeof reg['service'] === 'string' && SERVICE_NAME.test(reg['service']) ? reg['service'] : DEFAULTS.etcdRegister.service;
+    const register: EtcdRegisterConfig | undefined = isObject(raw['register'])
+      ? compact({ service, id: asString(reg['id']) ?? `${service}-${hostname()}`, address: asString(reg['address']), ttlMs: asDuration(reg['ttl'], 1_000) ?? DEFAULTS.etcdRegister.ttlMs })
+      : undefined;
+    if (register?.id.includes('/')) this.report([...base, 'register', 'id'], 'must not contain "/" (keys are <prefix><service>/<id>)');
+    return compact({ endpoints, prefix: asString(raw['prefix']) ?? DEFAULTS.etcd.prefix, username, password, tls, register });
+  }
+
+  /**
+   * The registry a route names, checked against the configured ones. With several dynamic registries a
+   * route of a non-static service must name one, since its service could live in either.
+   */
+  private routeRegistry(raw: Obj, path: readonly Segment[], serviceNames: readonly string[], services: Record<string, StaticServiceConfig>, dynamic: readonly RegistryName[]): RegistryName | undefined {
+    const named = (['static', 'consul', 'etcd'] as const).find((name) => name === raw['registry']);
+    if (named !== undefined && named !== 'static' && !dynamic.includes(named)) this.report([...path, 'registry'], `names registry "${named}", but registry.${named} is not configured`);
+    if (named === undefined && dynamic.length > 1 && serviceNames.some((name) => !Object.hasOwn(services, name))) {
+      this.report([...path, 'registry'], `is required: both ${dynamic.join(' and ')} are configured (say which one serves this route)`, 'value', path);
+    }
+    return named;
+  }
+
   private register(raw: Obj, server: ListenConfig): ConsulRegisterConfig {
     const d = DEFAULTS.consulRegister;
     const name = typeof raw['name'] === 'string' && SERVICE_NAME.test(raw['name']) ? raw['name'] : d.name;
@@ -777,6 +824,7 @@ class Resolver {
     defaults: RouteDefaults,
     services: Record<string, StaticServiceConfig>,
     hasConsul: boolean,
+    dynamic: readonly RegistryName[] = [],
   ): RouteConfig[] {
     const routes: RouteConfig[] = [];
     const names = new Map<string, number>();
@@ -794,9 +842,11 @@ class Resolver {
       if (split !== undefined && raw['service'] !== undefined) this.report([...path, 'split'], 'use either service or split, not both');
       if (split === undefined && raw['service'] === undefined) this.report([...path, 'service'], 'is required');
       const service = typeof raw['service'] === 'string' ? raw['service'] : split?.[0]?.service ?? '';
-      // With Consul, services appear at runtime, so only static-only configs can be checked here.
+      const registry = this.routeRegistry(raw, path, split ? split.map((backend) => backend.service) : [service], services, dynamic);
+      // With a dynamic registry, services appear at runtime, so only static ones can be checked here.
+      const staticOnly = registry === 'static' || (registry === undefined && dynamic.length === 0);
       const checkService = (name: string, at: readonly Segment[]) => {
-        if (!hasConsul && name !== '' && SERVICE_NAME.test(name) && !Object.hasOwn(services, name)) {
+        if (staticOnly && name !== '' && SERVICE_NAME.test(name) && !Object.hasOwn(services, name)) {
           this.report(at, `unknown service "${name}" (not in registry.static.services)`);
         }
       };
@@ -819,9 +869,10 @@ class Resolver {
           tags: split?.[0]?.tags ? [...split[0].tags] : asStringList(raw['tags']) ?? [...DEFAULTS.route.tags],
           ...optional('meta', split ? split[0]?.meta : stringMap(raw['meta'])),
           ...optional('split', split),
-          ...optional('datacenters', this.datacenters(raw['datacenters'], [...path, 'datacenters'], hasConsul, split !== undefined)),
+          ...optional('datacenters', this.datacenters(raw['datacenters'], [...path, 'datacenters'], hasConsul && (registry === undefined || registry === 'consul'), split !== undefined)),
           ...this.routeDefaults(raw, defaults, path),
           source: 'yaml' as const,
+          registry,
         }),
       );
     });

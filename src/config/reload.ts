@@ -16,6 +16,7 @@ const RESTART_ONLY: ReadonlyArray<readonly [string, (config: GatewayConfig) => u
   ['server.maxConnections', (c) => c.server.maxConnections],
   ['admin', (c) => c.admin],
   ['registry.consul', (c) => c.registry.consul],
+  ['registry.etcd', (c) => c.registry.etcd],
   ['accessLog', (c) => c.accessLog],
 ];
 
@@ -29,5 +30,5 @@ export function restartRequired(running: GatewayConfig, next: GatewayConfig): st
  * what is served always matches one consistent view and the difference is reported, not half-applied.
  */
 export function applicableConfig(running: GatewayConfig, next: GatewayConfig): GatewayConfig {
-  return { ...next, server: running.server, admin: running.admin, accessLog: running.accessLog, registry: { ...next.registry, consul: running.registry.consul } };
+  return { ...next, server: running.server, admin: running.admin, accessLog: running.accessLog, registry: { ...next.registry, consul: running.registry.consul, etcd: running.registry.etcd } };
 }

@@ -137,6 +137,15 @@ const consul = mapping({
   }),
 });
 
+const etcd = mapping({
+  endpoints: { type: 'array', minItems: 1, items: text, 'x-reasons': { minItems: 'must list at least one endpoint' } },
+  prefix: text,
+  username: text,
+  password: { type: 'string' },
+  tls: mapping({ ca: text, cert: text, key: text }),
+  register: mapping({ service: serviceName, id: text, address: text, ttl: duration({ min: 1_000 }) }),
+});
+
 const route = mapping(
   {
     name: text,
@@ -161,6 +170,7 @@ const route = mapping(
       ['pathPrefix'],
     ),
     service: serviceName,
+    registry: { enum: ['static', 'consul', 'etcd'] },
     stripPrefix: bool,
     loadBalancer: { enum: [...BALANCERS] },
     hashKey: { type: 'string', pattern: HASH_KEY_PATTERN, 'x-reasons': { pattern: 'must be header:NAME, cookie:NAME or ip' } },
@@ -197,6 +207,7 @@ export const configSchema: SchemaObject = mapping(
     registry: mapping({
       static: mapping({ services: { type: 'object', additionalProperties: service } }),
       consul,
+      etcd,
     }),
     defaults: mapping(routeDefaultProperties),
     routes: {
