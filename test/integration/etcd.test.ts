@@ -3,7 +3,7 @@
  * with "etcd not found: apt-get install etcd-server" when it is missing). Each test uses its own prefix.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -316,6 +316,36 @@ describe('etcd registry', () => {
     await gateway.stop();
     assert.equal(await etcd.get(key), undefined);
     assert.equal(await etcd.ttl(second.lease), -1);
+  });
+});
+
+describe('etcd with authentication', () => {
+  test('username and password: the token is used for the read, the watch and the lease; a wrong password is logged, not served', async () => {
+    const own = await startEtcd();
+    try {
+      const ctl = (...args: string[]) => execFileSync('etcdctl', ['--endpoints', own.url, ...args], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, stdio: 'pipe' });
+      ctl('user', 'add', 'root:rootpw');
+      ctl('user', 'add', 'gw:gwpw');
+      ctl('role', 'add', 'services');
+      ctl('role', 'grant-permission', 'services', '--prefix=true', 'readwrite', '/auth/');
+      ctl('user', 'grant-role', 'gw', 'services');
+      ctl('auth', 'enable');
+      ctl('--user', 'root:rootpw', 'put', '/auth/svc/a', endpointJson(upstreams[0]!));
+      const yaml = (password: string) => etcdYaml(own.url, '/auth/', route('svc'), `    username: gw\n    password: ${password}\n    register: { service: edge, id: gw-auth, ttl: 6s }`);
+      const gateway = await start(yaml('gwpw'));
+      await waitForIds(gateway, 'svc', ['a']);
+      ctl('--user', 'root:rootpw', 'put', '/auth/svc/b', endpointJson(upstreams[1]!));
+      await waitForIds(gateway, 'svc', ['a', 'b']);
+      const registered = await waitFor('the registration key', () => ctl('--user', 'root:rootpw', 'get', '/auth/edge/gw-auth', '--print-value-only').trim() || undefined, LIMIT_MS);
+      assert.deepEqual(JSON.parse(registered), { Addr: `127.0.0.1:${new URL(gateway.url).port}` });
+      const logs = captureLogs();
+      const refused = await startGateway(yaml('wrong'), { logger: logs.logger });
+      gateways.push(refused);
+      await waitFor('the refusal logged', () => logs.lines().some((line) => String(line.msg).startsWith('etcd: unavailable (auth)')), LIMIT_MS);
+      assert.equal((await fetch(`${refused.adminUrl}/health/ready`)).status, 503);
+    } finally {
+      await own.close();
+    }
   });
 });
 

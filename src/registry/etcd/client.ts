@@ -147,7 +147,8 @@ export class EtcdClient {
       if (result.canceled === true) {
         const compactRevision = int64(result.compact_revision);
         if (compactRevision > 0n) throw new EtcdCallError('compacted', `revision ${startRevision} was compacted (etcd keeps from ${compactRevision})`, { compactRevision });
-        throw new EtcdCallError('server-error', `etcd cancelled the watch: ${String(result.cancel_reason ?? 'no reason given')}`);
+        const reason = String(result.cancel_reason ?? 'no reason given');
+        throw new EtcdCallError(/PermissionDenied|permission denied|Unauthenticated|auth token/.test(reason) ? 'auth' : 'server-error', `etcd cancelled the watch: ${reason}`);
       }
       if (result.created === true && !created) {
         created = true;
@@ -327,7 +328,9 @@ export class EtcdClient {
 function unaryError(status: number, body: Record<string, unknown>, path: string): EtcdCallError {
   const code = typeof body.code === 'number' ? body.code : undefined;
   const message = String(body.message ?? body.error ?? '').slice(0, 200);
-  if (code === GRPC_UNAUTHENTICATED || code === GRPC_PERMISSION_DENIED || status === 401 || status === 403) return new EtcdCallError('auth', `etcd refused ${path}: ${message}`);
+  // etcd answers a wrong password or a missing user with InvalidArgument (400): still an auth problem.
+  const refused = code === GRPC_UNAUTHENTICATED || code === GRPC_PERMISSION_DENIED || status === 401 || status === 403 || /authentication failed|user name is empty|permission denied|auth token/.test(message);
+  if (refused) return new EtcdCallError('auth', `etcd refused ${path}: ${message}`);
   if (/compacted/.test(message)) return new EtcdCallError('compacted', `etcd: ${message}`);
   if (status >= 500) return new EtcdCallError('server-error', `etcd answered ${status} for ${path}: ${message}`);
   return new EtcdCallError('bad-answer', `etcd answered ${status} for ${path}: ${message}`);
