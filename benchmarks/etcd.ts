@@ -18,7 +18,7 @@
  *      BENCH_TIMEOUT_MS (per change, default 10000), BENCH_GAP_MS (between changes, default 100), BENCH_PARTS (default "convergence,scale"),
  *      BENCH_SKIP_BUILD=1 to reuse dist/.
  */
-import { readFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -26,7 +26,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import { startEtcd, type TestEtcd } from '../test/support/etcd.ts';
-import { type Child, ROOT, ensureBuilt, envNumber, freePort, machineInfo, printTable, sleep, spawnNode, stopAll, stopChild } from './lib.ts';
+import { type Child, ROOT, ensureBuilt, envNumber, freePort, machineInfo, percentile, printTable, sleep, spawnNode, stopAll, stopChild, vmRssBytes } from './lib.ts';
 
 const CONVERGENCE_TARGET_MS = 50;
 const CHANGES = Math.round(envNumber('BENCH_CHANGES', 50));
@@ -43,11 +43,6 @@ const PREFIX = '/services/';
 
 // ───────────────────────────── helpers ─────────────────────────────
 
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
-
 interface Stats { readonly n: number; readonly misses: number; readonly p50: number; readonly p99: number; readonly max: number }
 /** Misses count as the timeout, so they push p99 up. */
 function stats(values: readonly (number | undefined)[]): Stats {
@@ -56,16 +51,6 @@ function stats(values: readonly (number | undefined)[]): Stats {
 }
 const ms = (v: number): string => (Number.isFinite(v) ? v.toFixed(1) : '-');
 const mib = (bytes: number | undefined): string => (bytes === undefined ? '-' : (bytes / 1024 / 1024).toFixed(1));
-
-function vmRssBytes(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 const servers = new Set<Server>();
 

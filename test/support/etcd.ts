@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { deadPort } from './upstream.ts';
 
 export const ETCD_MISSING = 'etcd not found: apt-get install etcd-server';
 
@@ -23,14 +24,6 @@ export function etcdBinary(): string {
   throw new Error(ETCD_MISSING);
 }
 
-/** A loopback port nothing listens on: bound to 0, then closed. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 const running = new Set<ChildProcess>();
 let guarded = false;
@@ -86,8 +79,9 @@ export async function startEtcd(): Promise<TestEtcd> {
     });
   }
   const dataDir = mkdtempSync(join(tmpdir(), 'waygate-etcd-'));
-  const clientPort = await freePort();
-  const peerPort = await freePort();
+  // Free ports: bound to 0 on loopback, then closed.
+  const clientPort = await deadPort();
+  const peerPort = await deadPort();
   const url = `http://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   const tail: string[] = [];
