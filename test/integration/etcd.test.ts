@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { ConsulDouble } from '../support/consul-double.ts';
 import { adminRoutes, ensureBuilt, metricValue, type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
 import { startEtcd, startLink, type TestEtcd } from '../support/etcd.ts';
 import { captureLogs } from '../support/logs.ts';
@@ -284,6 +285,39 @@ describe('etcd registry', () => {
       assert.ok(messages.filter((msg) => msg.startsWith('etcd: unavailable')).length <= 3, messages.join('\n'));
     } finally {
       await own.close();
+    }
+  });
+
+  test('with consul and etcd both configured, each route reads the registry it names, even for one service name', async () => {
+    const prefix = freshPrefix();
+    const consul = new ConsulDouble({ maxJitterFraction: 0 });
+    await consul.start();
+    try {
+      consul.register({ id: 'from-consul', name: 'shared', port: upstreams[0]!.port, address: '127.0.0.1' });
+      await etcd.put(`${prefix}shared/from-etcd`, endpointJson(upstreams[1]!));
+      const gateway = await start(`
+registry:
+  static:
+    services:
+      local: { instances: ["${upstreams[2]!.url}"] }
+  consul: { address: "${consul.address}", wait: 2s }
+  etcd: { endpoints: ["${etcd.url}"], prefix: "${prefix}" }
+routes:
+  - { name: c, match: { pathPrefix: /c }, service: shared, registry: consul, stripPrefix: true }
+  - { name: e, match: { pathPrefix: /e }, service: shared, registry: etcd, stripPrefix: true }
+  - { name: l, match: { pathPrefix: /l }, service: local, stripPrefix: true }
+`);
+      await waitFor('both registries routed', async () => {
+        const [c, e] = [await whoAnswers(gateway, '/c', 1), await whoAnswers(gateway, '/e', 1)];
+        return c.has('e1') && e.has('e2');
+      }, LIMIT_MS);
+      assert.deepEqual([...(await whoAnswers(gateway, '/c', 3)).keys()], ['e1']);
+      assert.deepEqual([...(await whoAnswers(gateway, '/e', 3)).keys()], ['e2']);
+      assert.deepEqual([...(await whoAnswers(gateway, '/l', 2)).keys()], ['e3']);
+      const registries = Object.values((await adminRoutes(gateway.adminUrl)).services).map((service) => `${String(service.service)}:${String(service.registry)}`).sort();
+      assert.deepEqual(registries, ['local:static', 'shared:consul', 'shared:etcd']);
+    } finally {
+      await consul.stop();
     }
   });
 
