@@ -84,6 +84,9 @@ describe('etcd registry', () => {
   test('three instances serving, read at start', async () => {
     const prefix = freshPrefix();
     for (const upstream of upstreams.slice(0, 3)) await etcd.put(`${prefix}hello/${upstream.name}`, endpointJson(upstream));
+    // Keys just outside the prefix (a sibling that shares its first characters) are never read.
+    await etcd.put(`${prefix.slice(0, -1)}x/hello/outside`, endpointJson(upstreams[3]!));
+    await etcd.put(`${prefix.slice(0, -1)}hello/outside`, endpointJson(upstreams[3]!));
     const gateway = await start(etcdYaml(etcd.url, prefix, route('hello')));
     await waitForIds(gateway, 'hello', ['e1', 'e2', 'e3']);
     const seen = await whoAnswers(gateway, '/hello', 9);
@@ -137,6 +140,15 @@ describe('etcd registry', () => {
     assert.equal(seen.get('e1'), 30);
     assert.equal(seen.get('e2'), 10);
     assert.deepEqual([...(await whoAnswers(gateway, '/v2', 5)).keys()], ['e1']);
+  });
+
+  test('a dead first endpoint: the next one serves', async () => {
+    const prefix = freshPrefix();
+    await etcd.put(`${prefix}svc/a`, endpointJson(upstreams[0]!));
+    const gateway = await start(etcdYaml(`http://127.0.0.1:${await deadPort()}", "${etcd.url}`, prefix, route('svc')));
+    await waitForIds(gateway, 'svc', ['a']);
+    await etcd.put(`${prefix}svc/b`, endpointJson(upstreams[1]!));
+    await waitForIds(gateway, 'svc', ['a', 'b']);
   });
 
   test('plain URL values and Addr with a scheme', async () => {
