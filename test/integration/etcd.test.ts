@@ -395,6 +395,37 @@ describe('etcd with authentication', () => {
   });
 });
 
+describe('etcd over TLS', () => {
+  test('https endpoint verified with tls.ca, client certificate from tls.cert/key; without the CA it does not sync', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'waygate-etcd-tls-'));
+    const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+    run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=waygate etcd test CA');
+    // With --client-cert-auth, etcd 3.4's JSON gateway dials etcd's own gRPC port with the server certificate: it needs clientAuth too.
+    for (const [name, ext] of [['server', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n'], ['client', 'extendedKeyUsage=clientAuth\n']] as const) {
+      run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+      writeFileSync(join(dir, `${name}.ext`), ext);
+      run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`);
+    }
+    const file = (name: string) => join(dir, name);
+    const own = await startEtcd({ tls: { ca: file('ca.pem'), serverCert: file('server.pem'), serverKey: file('server.key'), clientCert: file('client.pem'), clientKey: file('client.key') } });
+    try {
+      await own.put('/tls/svc/a', endpointJson(upstreams[0]!));
+      const logs = captureLogs();
+      const untrusting = await startGateway(etcdYaml(own.url, '/tls/', route('svc'), `    tls: { cert: "${file('client.pem')}", key: "${file('client.key')}" }`), { logger: logs.logger });
+      gateways.push(untrusting);
+      const gateway = await start(etcdYaml(own.url, '/tls/', route('svc'), `    tls: { ca: "${file('ca.pem')}", cert: "${file('client.pem')}", key: "${file('client.key')}" }`));
+      await waitForIds(gateway, 'svc', ['a']);
+      await own.put('/tls/svc/b', endpointJson(upstreams[1]!));
+      await waitForIds(gateway, 'svc', ['a', 'b']);
+      await waitFor('the unverified endpoint logged', () => logs.lines().some((line) => String(line.msg).startsWith('etcd: unavailable')), LIMIT_MS);
+      assert.equal((await fetch(`${untrusting.adminUrl}/health/ready`)).status, 503);
+    } finally {
+      await own.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('etcd self-registration in a real gateway process', () => {
   const ROOT = fileURLToPath(new URL('../../', import.meta.url));
   let child: ChildProcess | undefined;

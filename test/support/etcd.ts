@@ -7,6 +7,8 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { Agent, fetch } from 'undici';
 import { join } from 'node:path';
 import { deadPort } from './upstream.ts';
 
@@ -69,8 +71,18 @@ export interface TestEtcd {
   ttl(lease: string): Promise<number>;
 }
 
-/** Starts etcd and resolves once /health answers. */
-export async function startEtcd(): Promise<TestEtcd> {
+/** PEM files for an etcd that serves https and requires client certificates signed by `ca`. */
+export interface EtcdTls {
+  readonly ca: string;
+  readonly serverCert: string;
+  readonly serverKey: string;
+  readonly clientCert: string;
+  readonly clientKey: string;
+}
+
+/** Starts etcd and resolves once /health answers; with `tls`, clients must present a certificate. */
+export async function startEtcd(options: { tls?: EtcdTls } = {}): Promise<TestEtcd> {
+  const tls = options.tls;
   const binary = etcdBinary();
   if (!guarded) {
     guarded = true;
@@ -82,7 +94,8 @@ export async function startEtcd(): Promise<TestEtcd> {
   // Free ports: bound to 0 on loopback, then closed.
   const clientPort = await deadPort();
   const peerPort = await deadPort();
-  const url = `http://127.0.0.1:${clientPort}`;
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${clientPort}`;
+  const dispatcher = new Agent(tls ? { connect: { ca: readFileSync(tls.ca), cert: readFileSync(tls.clientCert), key: readFileSync(tls.clientKey) } } : {});
   const peer = `http://127.0.0.1:${peerPort}`;
   const tail: string[] = [];
   let child: ChildProcess | undefined;
@@ -95,6 +108,7 @@ export async function startEtcd(): Promise<TestEtcd> {
       '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
       '--initial-cluster', `test=${peer}`,
       '--logger', 'zap', '--log-level', 'warn',
+      ...(tls ? ['--cert-file', tls.serverCert, '--key-file', tls.serverKey, '--client-cert-auth', '--trusted-ca-file', tls.ca] : []),
     ], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(child);
     const started = child;
@@ -109,7 +123,7 @@ export async function startEtcd(): Promise<TestEtcd> {
     for (;;) {
       if (started.exitCode !== null) throw new Error(`etcd exited with ${started.exitCode}:\n${tail.join('\n')}`);
       try {
-        const response = await fetch(`${url}/health`);
+        const response = await fetch(`${url}/health`, { dispatcher });
         const body = (await response.json()) as { health?: string };
         if (response.status === 200 && body.health === 'true') return;
       } catch {
@@ -130,7 +144,7 @@ export async function startEtcd(): Promise<TestEtcd> {
   };
 
   const call = async (path: string, body: unknown): Promise<Record<string, unknown>> => {
-    const response = await fetch(`${url}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+    const response = await fetch(`${url}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, dispatcher });
     const answer = (await response.json()) as Record<string, unknown>;
     if (response.status !== 200) throw new Error(`etcd ${path} answered ${response.status}: ${JSON.stringify(answer)}`);
     return answer;
@@ -151,6 +165,7 @@ export async function startEtcd(): Promise<TestEtcd> {
     thaw: () => { if (child) killGroup(child, 'SIGCONT'); },
     close: async () => {
       await kill();
+      await dispatcher.close();
       rmSync(dataDir, { recursive: true, force: true });
     },
     call,
