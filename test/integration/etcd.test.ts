@@ -333,6 +333,22 @@ routes:
     }
   });
 
+  test('an etcd replaced by an empty one (revision back to 1): the prefix is re-read, not waited on', async () => {
+    const own = await startEtcd();
+    const logs = captureLogs();
+    try {
+      for (let i = 0; i < 20; i++) await own.put('/replaced/svc/a', endpointJson(upstreams[0]!, { weight: 1 + (i % 3) }));
+      const gateway = await start(etcdYaml(own.url, '/replaced/', route('svc')), { logger: logs.logger });
+      await waitForIds(gateway, 'svc', ['a']);
+      await own.restart({ wipe: true });
+      await own.put('/replaced/svc/b', endpointJson(upstreams[1]!));
+      await waitForIds(gateway, 'svc', ['b']);
+      assert.ok(logs.lines().some((line) => String(line.msg).includes('behind the')), 'the reset was logged');
+    } finally {
+      await own.close();
+    }
+  });
+
   test('self-registration: a leased key kept alive, re-created when the lease is lost, revoked at stop', async () => {
     const prefix = freshPrefix();
     await etcd.put(`${prefix}svc/a`, endpointJson(upstreams[0]!));

@@ -49,8 +49,8 @@ export interface TestEtcd {
   output(): string;
   /** SIGKILL the group and wait for the exit. */
   kill(): Promise<void>;
-  /** Start again on the same data dir and ports, and wait until healthy. */
-  restart(): Promise<void>;
+  /** Start again on the same ports and wait until healthy: on the same data dir, or an empty one with `wipe`. */
+  restart(options?: { wipe?: boolean }): Promise<void>;
   /** SIGSTOP / SIGCONT the group. */
   freeze(): void;
   thaw(): void;
@@ -157,8 +157,9 @@ export async function startEtcd(options: { tls?: EtcdTls } = {}): Promise<TestEt
     dataDir,
     output: () => tail.join('\n'),
     kill,
-    restart: async () => {
+    restart: async ({ wipe = false } = {}) => {
       await kill();
+      if (wipe) rmSync(join(dataDir, 'data'), { recursive: true, force: true });
       await launch();
     },
     freeze: () => { if (child) killGroup(child, 'SIGSTOP'); },

@@ -4,7 +4,7 @@ import type { EtcdConfig } from '../../config/types.ts';
 import { prefixRangeEnd } from './parse.ts';
 
 /** Why an etcd call failed, in the words an operator needs. */
-export type EtcdFailureKind = 'unreachable' | 'timeout' | 'server-error' | 'auth' | 'bad-answer' | 'compacted' | 'stopped';
+export type EtcdFailureKind = 'unreachable' | 'timeout' | 'server-error' | 'auth' | 'bad-answer' | 'compacted' | 'reset' | 'stopped';
 
 export class EtcdCallError extends Error {
   constructor(readonly kind: EtcdFailureKind, message: string, options?: { cause?: unknown; compactRevision?: bigint }) {
@@ -27,8 +27,8 @@ export interface WatchEvent extends KeyValue {
 }
 
 export interface WatchHandlers {
-  /** The server accepted the watch (etcd is reachable and the start revision is not compacted). */
-  readonly onCreated: () => void;
+  /** The server accepted the watch (etcd is reachable and the start revision is not compacted), at its current revision. */
+  readonly onCreated: (revision: bigint) => void;
   /** One batch of events, in revision order. */
   readonly onEvents: (events: readonly WatchEvent[]) => void;
 }
@@ -152,7 +152,7 @@ export class EtcdClient {
       }
       if (result.created === true && !created) {
         created = true;
-        handlers.onCreated();
+        handlers.onCreated(int64(isObject(result.header) ? result.header.revision : undefined));
       }
       if (Array.isArray(result.events) && result.events.length > 0) {
         handlers.onEvents(result.events.map((raw): WatchEvent => {
@@ -162,9 +162,11 @@ export class EtcdClient {
       }
     };
     let buffered = '';
+    // A character split across two chunks must not be decoded in halves.
+    const decoder = new TextDecoder();
     try {
       for await (const chunk of stream.body) {
-        buffered += (chunk as Buffer).toString('utf8');
+        buffered += decoder.decode(chunk as Buffer, { stream: true });
         let newline = buffered.indexOf('\n');
         while (newline !== -1) {
           const line = buffered.slice(0, newline).trim();

@@ -104,7 +104,7 @@ export class EtcdRegistry implements Registry {
       } catch (error) {
         if (signal.aborted) return;
         const failure = error instanceof EtcdCallError ? error : new EtcdCallError('bad-answer', (error as Error).message, { cause: error });
-        if (failure.kind === 'compacted') {
+        if (failure.kind === 'compacted' || failure.kind === 'reset') {
           // Events between our revision and the compaction point are gone: only a full read is exact.
           needRead = true;
           compactedInARow += 1;
@@ -171,7 +171,10 @@ export class EtcdRegistry implements Registry {
     }, this.options.probeIntervalMs ?? PROBE_INTERVAL_MS);
     try {
       return await this.client.watch(this.config.prefix, this.revision + 1n, {
-        onCreated: () => {
+        onCreated: (current) => {
+          // A store behind what we have applied was restored or replaced: the events we wait for would
+          // never come (or be other keys' history). Only a full read is right.
+          if (current > 0n && current < this.revision) throw new EtcdCallError('reset', `etcd is at revision ${current}, behind the ${this.revision} already applied (restored or replaced)`);
           this.backoff.reset();
           this.markSuccess();
         },
