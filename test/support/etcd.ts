@@ -15,10 +15,10 @@ import { deadPort } from './upstream.ts';
 export const ETCD_MISSING = 'etcd not found: apt-get install etcd-server';
 
 /** The etcd binary, or a thrown error saying how to install it (the etcd tests fail, never skip). */
-export function etcdBinary(): string {
-  for (const candidate of ['/usr/bin/etcd', '/usr/local/bin/etcd']) if (existsSync(candidate)) return candidate;
+export function etcdBinary(candidates: readonly string[] = ['/usr/bin/etcd', '/usr/local/bin/etcd'], searchPath = process.env.PATH ?? ''): string {
+  for (const candidate of candidates) if (existsSync(candidate)) return candidate;
   try {
-    const found = execFileSync('sh', ['-c', 'command -v etcd'], { encoding: 'utf8' }).trim();
+    const found = execFileSync('/bin/sh', ['-c', 'command -v etcd'], { encoding: 'utf8', env: { PATH: searchPath } }).trim();
     if (found) return found;
   } catch {
     // not on PATH either
