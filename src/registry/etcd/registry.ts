@@ -44,6 +44,8 @@ export class EtcdRegistry implements Registry {
   private lastError: string | undefined;
   /** The failure kind etcd is in, so each state change is logged once (not each retry). */
   private outage: string | undefined;
+  /** Full re-reads forced (compaction, reset) since a watch was last accepted. */
+  private fullReadsInARow = 0;
 
   constructor(
     private readonly config: EtcdConfig,
@@ -93,7 +95,6 @@ export class EtcdRegistry implements Registry {
   private async run(): Promise<void> {
     const signal = this.stopController.signal;
     let needRead = true;
-    let compactedInARow = 0;
     while (!signal.aborted) {
       try {
         if (needRead) {
@@ -107,11 +108,11 @@ export class EtcdRegistry implements Registry {
         if (failure.kind === 'compacted' || failure.kind === 'reset') {
           // Events between our revision and the compaction point are gone: only a full read is exact.
           needRead = true;
-          compactedInARow += 1;
+          this.fullReadsInARow += 1;
           this.logger.warn({ registry: this.name, resumeFrom: String(this.revision + 1n), compactRevision: failure.compactRevision?.toString() }, `etcd: ${failure.message}; re-reading the prefix in full`);
-          if (compactedInARow === 1) continue;
+          // At once the first time; should it repeat before a watch is accepted, with back-off.
+          if (this.fullReadsInARow === 1) continue;
         } else {
-          compactedInARow = 0;
           this.markError(failure);
           this.client.rotate();
         }
@@ -174,8 +175,9 @@ export class EtcdRegistry implements Registry {
         onCreated: (current) => {
           // A store behind what we have applied was restored or replaced: the events we wait for would
           // never come (or be other keys' history). Only a full read is right.
-          if (current > 0n && current < this.revision) throw new EtcdCallError('reset', `etcd is at revision ${current}, behind the ${this.revision} already applied (restored or replaced)`);
+          if (current > 0n && current < this.revision) throw new EtcdCallError('reset', `the store is at revision ${current}, behind the ${this.revision} already applied (restored or replaced)`);
           this.backoff.reset();
+          this.fullReadsInARow = 0;
           this.markSuccess();
         },
         onEvents: (events) => this.apply(events),
