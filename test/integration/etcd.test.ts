@@ -9,8 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { GatewayMetrics } from '../../src/observability/metrics.ts';
+import { EtcdClient } from '../../src/registry/etcd/client.ts';
+import { EtcdRegistry } from '../../src/registry/etcd/registry.ts';
 import { ConsulDouble } from '../support/consul-double.ts';
-import { adminRoutes, ensureBuilt, metricValue, type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
+import { adminRoutes, configFromYaml, ensureBuilt, metricValue, type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
 import { startEtcd, startLink, type TestEtcd } from '../support/etcd.ts';
 import { captureLogs } from '../support/logs.ts';
 import { deadPort, startUpstream, type TestUpstream } from '../support/upstream.ts';
@@ -347,6 +350,37 @@ routes:
     } finally {
       await own.close();
     }
+  });
+
+  test('retries back off exponentially with jitter while etcd is unreachable, and log the outage once', async () => {
+    const logs = captureLogs();
+    const pauses: number[] = [];
+    const config = configFromYaml(`registry:\n  etcd: { endpoints: ["http://127.0.0.1:${await deadPort()}"] }\nroutes:\n${route('svc')}`).registry.etcd!;
+    const client = new EtcdClient(config);
+    let release: (() => void) | undefined;
+    const registry = new EtcdRegistry(config, client, logs.logger, new GatewayMetrics({ processMetrics: false }), {
+      backoff: { baseMs: 100, maxMs: 1_600 },
+      // Records each pause and returns at once, so the test sees many retries without waiting them out.
+      sleep: async (ms, signal) => {
+        pauses.push(ms);
+        if (pauses.length < 12) return !signal.aborted;
+        await new Promise<void>((resolve) => { release = resolve; });
+        return false;
+      },
+    });
+    await registry.start();
+    await waitFor('12 pauses', () => pauses.length >= 12, LIMIT_MS);
+    release?.();
+    await registry.stop();
+    await client.close();
+    pauses.slice(0, 12).forEach((pause, i) => {
+      const ceiling = Math.min(1_600, 100 * 2 ** i);
+      assert.ok(pause >= ceiling / 2 && pause <= ceiling, `pause ${i} = ${pause} ms, expected between ${ceiling / 2} and ${ceiling}`);
+    });
+    assert.ok(new Set(pauses.slice(5, 12)).size > 1, `jitter: the capped pauses differ (${pauses.join(', ')})`);
+    const messages = logs.lines().map((line) => String(line.msg));
+    assert.equal(messages.filter((msg) => msg.startsWith('etcd: unavailable')).length, 1, messages.join('\n'));
+    assert.equal(registry.status().synced, false);
   });
 
   test('self-registration: a leased key kept alive, re-created when the lease is lost, revoked at stop', async () => {
