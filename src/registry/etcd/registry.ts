@@ -58,11 +58,6 @@ export class EtcdRegistry implements Registry {
     this.backoff = new Backoff(options.backoff?.baseMs ?? 200, options.backoff?.maxMs ?? 5_000);
   }
 
-  /** The revision the watch resumes after (for tests and /admin). */
-  get lastRevision(): bigint {
-    return this.revision;
-  }
-
   async start(): Promise<void> {
     this.logger.info({ registry: this.name, endpoints: this.config.endpoints, prefix: this.config.prefix }, `etcd: reading and watching prefix ${this.config.prefix}`);
     this.running ??= this.run();
@@ -83,11 +78,6 @@ export class EtcdRegistry implements Registry {
 
   onChange(listener: (service: string) => void): void {
     this.listeners.push(listener);
-  }
-
-  /** Services under the prefix that have at least one instance. */
-  services(): string[] {
-    return [...this.table.keys()].filter((service) => (this.table.get(service)?.size ?? 0) > 0).sort();
   }
 
   // ---- read, watch, resume ------------------------------------------------------------------------

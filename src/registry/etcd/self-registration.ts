@@ -27,11 +27,6 @@ export class EtcdSelfRegistration {
     private readonly logger: Logger,
   ) {}
 
-  /** The lease now holding the key (decimal id), if any. */
-  get leaseId(): string | undefined {
-    return this.lease;
-  }
-
   /** Registers now (resolving true on success) and keeps the lease alive from then on, retrying on failure. */
   async start(): Promise<boolean> {
     let ok = true;
@@ -57,8 +52,14 @@ export class EtcdSelfRegistration {
   private async create(): Promise<void> {
     const ttlSeconds = Math.max(1, Math.ceil(this.ttlMs / 1000));
     const { id } = await this.client.leaseGrant(ttlSeconds);
+    try {
+      await this.client.put(this.key, this.value, id);
+    } catch (error) {
+      // A lease without the key would be renewed for nothing: drop it and start over next time.
+      await this.client.leaseRevoke(id).catch(() => undefined);
+      throw error;
+    }
     this.lease = id;
-    await this.client.put(this.key, this.value, id);
     this.logger.info({ registry: 'etcd', key: this.key, lease: id, ttlSeconds }, `etcd: registered the gateway at ${this.key}`);
   }
 
