@@ -425,6 +425,10 @@ describe('etcd with authentication', () => {
       ctl('role', 'add', 'services');
       ctl('role', 'grant-permission', 'services', '--prefix=true', 'readwrite', '/auth/');
       ctl('user', 'grant-role', 'gw', 'services');
+      ctl('user', 'add', 'reader:readerpw');
+      ctl('role', 'add', 'readonly');
+      ctl('role', 'grant-permission', 'readonly', '--prefix=true', 'read', '/auth/');
+      ctl('user', 'grant-role', 'reader', 'readonly');
       ctl('auth', 'enable');
       ctl('--user', 'root:rootpw', 'put', '/auth/svc/a', endpointJson(upstreams[0]!));
       const yaml = (password: string) => etcdYaml(own.url, '/auth/', route('svc'), `    username: gw\n    password: ${password}\n    register: { service: edge, id: gw-auth, ttl: 6s }`);
@@ -439,6 +443,15 @@ describe('etcd with authentication', () => {
       gateways.push(refused);
       await waitFor('the refusal logged', () => logs.lines().some((line) => String(line.msg).startsWith('etcd: unavailable (auth)')), LIMIT_MS);
       assert.equal((await fetch(`${refused.adminUrl}/health/ready`)).status, 503);
+      await refused.stop();
+      // May read but not write: it serves, its registration fails, and it leaves no lease behind renewing nothing.
+      const readerLogs = captureLogs();
+      const reader = await start(etcdYaml(own.url, '/auth/', route('svc'), '    username: reader\n    password: readerpw\n    register: { service: edge, id: gw-reader, ttl: 6s }'), { logger: readerLogs.logger });
+      await waitForIds(reader, 'svc', ['a', 'b']);
+      assert.ok(readerLogs.lines().some((line) => String(line.msg).startsWith('etcd: cannot keep the gateway registered')));
+      const leases = () => ctl('--user', 'root:rootpw', 'lease', 'list').trim();
+      // The one lease left is gw-auth's (the first gateway, still registered).
+      await waitFor('no lease of the reader left', () => /found 1 leases/.test(leases()) && leases(), LIMIT_MS);
     } finally {
       await own.close();
     }
