@@ -38,7 +38,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import { ConsulDouble } from '../test/support/consul-double.ts';
-import { type Child, ROOT, envNumber, freePort, machineInfo, printTable, sleep, spawnNode, stopAll, stopChild } from './lib.ts';
+import { type Child, ROOT, envNumber, freePort, machineInfo, percentile, printTable, sleep, spawnNode, stopAll, stopChild, vmRssBytes } from './lib.ts';
 
 const NODE = 'bench-node';
 const CONVERGENCE_TARGET_MS = 50;
@@ -76,12 +76,6 @@ function prng(seed: number): () => number {
   };
 }
 const random = prng(envNumber('BENCH_SEED', 1));
-
-/** Nearest-rank percentile; misses are kept in the list as the timeout, so they push p99 up. */
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
 
 interface Stats {
   readonly n: number;
@@ -262,16 +256,6 @@ async function adminMetric(gw: Gateway, names: readonly string[]): Promise<{ nam
 }
 // The name the brief documents, then the one prom-client's prefix actually produces ("process_" twice).
 const RSS_METRICS = ['waygate_process_resident_memory_bytes', 'waygate_process_process_resident_memory_bytes'];
-
-function vmRssBytes(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 // ───────────────────────────── part 1: convergence ─────────────────────────────
 

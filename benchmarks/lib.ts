@@ -577,6 +577,23 @@ export function machineInfo(): MachineInfo {
   return { cpu: cpus[0]?.model.trim() ?? 'unknown', cores: cpus.length, node: process.version, platform: `${os.platform()} ${os.release()}` };
 }
 
+/** Nearest-rank percentile of an ascending list (NaN when empty). */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+/** VmRSS of a process from /proc, in bytes (undefined when it is gone or not on Linux). */
+export function vmRssBytes(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Reads a positive number from the environment, falling back to a default. */
 export function envNumber(name: string, fallback: number): number {
   const raw = process.env[name];

@@ -57,6 +57,7 @@ import {
   waitUntilReady,
   ensureBuilt,
   snapshotWaygate,
+  vmRssBytes,
 } from './lib.ts';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -351,15 +352,6 @@ async function scrape(admin: string): Promise<Map<string, number> | undefined> {
   }
 }
 
-function vmRssBytes(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match ? Number(match[1]) * 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 function openFds(pid: number | undefined): number | undefined {
   if (pid === undefined) return undefined;

@@ -11,6 +11,9 @@ import { ConsulClient } from './registry/consul/client.ts';
 import { ConsulRegistry } from './registry/consul/registry.ts';
 import { SelfRegistration } from './registry/consul/self-registration.ts';
 import { TagRouteFeed } from './registry/consul/tag-route-feed.ts';
+import { EtcdClient } from './registry/etcd/client.ts';
+import { EtcdRegistry } from './registry/etcd/registry.ts';
+import { EtcdSelfRegistration, registrationValue } from './registry/etcd/self-registration.ts';
 import { RegistrySet } from './registry/registry-set.ts';
 import { StaticRegistry } from './registry/static.ts';
 import type { Registry } from './registry/types.ts';
@@ -57,6 +60,7 @@ export class Gateway {
   private readonly shutdownHooks: Array<() => Promise<void>> = [];
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly consulClient: ConsulClient | undefined;
+  private readonly etcdClient: EtcdClient | undefined;
   private readonly tagRoutes: TagRouteFeed | undefined;
 
   /** The config being served; replaced whole by reload(). */
@@ -78,9 +82,17 @@ export class Gateway {
     this.sleep = options.sleep ?? sleep;
     let discovery = options.registries;
     if (!discovery) {
-      const consul = config.registry.consul;
-      if (consul) this.consulClient = new ConsulClient(consul);
-      discovery = consul ? [new ConsulRegistry(consul, this.consulClient!, this.logger, this.metrics, { watchCatalog: consul.tagRoutes })] : [];
+      const { consul, etcd } = config.registry;
+      const configured: Registry[] = [];
+      discovery = configured;
+      if (consul) {
+        this.consulClient = new ConsulClient(consul);
+        configured.push(new ConsulRegistry(consul, this.consulClient, this.logger, this.metrics, { watchCatalog: consul.tagRoutes }));
+      }
+      if (etcd) {
+        this.etcdClient = new EtcdClient(etcd);
+        configured.push(new EtcdRegistry(etcd, this.etcdClient, this.logger, this.metrics));
+      }
     }
     const staticRegistry = new StaticRegistry(config.registry.static.services, this.logger, this.metrics);
     this.registries = new RegistrySet([staticRegistry, ...discovery], (service) => this.config.registry.static.services[service] !== undefined);
@@ -230,6 +242,7 @@ export class Gateway {
     await this.traffic.listen();
     this.phase = 'serving';
     await this.registerWithConsul();
+    await this.registerWithEtcd();
     this.logger.info({ server: this.publicAddress, admin: this.adminAddress, routes: this.config.routes.length, workers: this.traffic.processCount }, 'waygate serving');
   }
 
@@ -266,12 +279,33 @@ export class Gateway {
     });
   }
 
+  /** etcd self-registration: a leased key written once serving, revoked at drain start (so before the drain delay ends). */
+  private async registerWithEtcd(): Promise<void> {
+    const etcd = this.config.registry.etcd;
+    if (!etcd?.register || !this.etcdClient) return;
+    const { service, id, ttlMs } = etcd.register;
+    const listening = new URL(this.publicAddress);
+    const host = WILDCARD_HOSTS.has(this.config.server.host) ? '127.0.0.1' : listening.hostname;
+    const address = etcd.register.address ?? `${this.config.server.tls ? 'https://' : ''}${host}:${listening.port}`;
+    const self = new EtcdSelfRegistration(this.etcdClient, `${etcd.prefix}${service}/${id}`, registrationValue(address), ttlMs, this.logger);
+    if (!(await self.start())) this.logger.error({ key: self.key }, 'etcd: self-registration failed; serving anyway and retrying');
+    this.onShutdown(async () => {
+      try {
+        await self.revoke();
+        this.logger.info({ key: self.key }, 'etcd: revoked the gateway registration');
+      } catch (error) {
+        this.logger.error({ err: (error as Error).message }, 'etcd: revoking the registration failed (its lease expires by itself)');
+      }
+    });
+  }
+
   /** Stops everything but the public listener (stop() drains that first). */
   private async stopParts(): Promise<void> {
     await this.traffic.close().catch(() => undefined);
     await Promise.allSettled(this.registries.all.map((registry) => registry.stop()));
     await this.adminServer?.close();
     await this.consulClient?.close().catch(() => undefined);
+    await this.etcdClient?.close().catch(() => undefined);
   }
 
   get publicAddress(): string {
@@ -302,6 +336,8 @@ export class Gateway {
     this.logger.info('shutdown: complete');
   }
 }
+
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '[::]']);
 
 function describeRoute(route: RouteConfig): Record<string, unknown> {
   return {

@@ -20,10 +20,10 @@ export interface ConfigDiff {
 
 /**
  * Sections a running gateway cannot change in place: its listeners and process count (`server`, with
- * `server.workers`), the admin listener, the Consul client's connection and identity, and the access
- * log destination. Routes, defaults, static services and shutdown timing are applied live.
+ * `server.workers`), the admin listener, the Consul and etcd clients' connections and identities, and
+ * the access log destination. Routes, defaults, static services and shutdown timing are applied live.
  */
-export const RESTART_ONLY: readonly (readonly string[])[] = [['server'], ['admin'], ['registry', 'consul'], ['accessLog']];
+export const RESTART_ONLY: readonly (readonly string[])[] = [['server'], ['admin'], ['registry', 'consul'], ['registry', 'etcd'], ['accessLog']];
 
 const YAML_KEYS = yamlKeysOf(FIELD_TABLES);
 /** Mappings whose keys are names the user chose (services, header names, meta); never renamed. */

@@ -26,6 +26,9 @@ export const CONSUL_ENV = {
   serverName: 'CONSUL_TLS_SERVER_NAME',
 } as const;
 
+/** Credentials for `registry.etcd` when the YAML leaves them out. */
+export const ETCD_ENV = { username: 'ETCD_USERNAME', password: 'ETCD_PASSWORD' } as const;
+
 /** Reads env vars, treating empty as unset; a malformed value is reported at the YAML block it stands in for. */
 export class EnvReader {
   constructor(

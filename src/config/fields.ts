@@ -127,6 +127,33 @@ export const CONSUL_FIELDS = {
   register: group(CONSUL_REGISTER_FIELDS),
 };
 
+export const ETCD_TLS_FIELDS = { ca: text(), cert: text(), key: text() };
+
+/** `id` defaults to `${service}-${os.hostname()}`; no address = the public listener's host and port (see gateway.ts). */
+export const ETCD_REGISTER_FIELDS = {
+  service: serviceName({ default: 'waygate' }),
+  id: text(),
+  address: text(),
+  // etcd refuses leases shorter than its minimum TTL (about 2 s for a default cluster).
+  ttl: duration({ min: 1_000, default: 10_000 }),
+};
+
+export const ETCD_FIELDS = {
+  endpoints: custom<readonly string[], readonly string[]>(
+    { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 }, 'x-reasons': { minItems: 'must list at least one endpoint' } },
+    asStringList,
+    { default: ['http://127.0.0.1:2379'] },
+  ),
+  prefix: text({ default: '/services/' }),
+  username: text(),
+  password: anyString(),
+  tls: group(ETCD_TLS_FIELDS),
+  register: group(ETCD_REGISTER_FIELDS),
+};
+
+/** Registries a route may name in `registry:`. */
+export const REGISTRY_NAMES = ['static', 'consul', 'etcd'] as const;
+
 // ---------------------------------------------------------------------------------------------
 // Routes
 
@@ -174,6 +201,7 @@ export const ROUTE_FIELDS = {
   loadBalancer: oneOf(BALANCERS, { default: 'round-robin' }),
   hashKey: patterned(HASH_KEY_PATTERN, 'must be header:NAME, cookie:NAME or ip'),
   tags: textList({ default: [] }),
+  registry: oneOf(REGISTRY_NAMES),
 };
 
 export const MATCH_FIELDS = {
@@ -193,6 +221,7 @@ export const FIELD_TABLES = [
   HEALTH_CHECK_FIELDS,
   UPSTREAM_TLS_FIELDS,
   CONSUL_FIELDS,
+  ETCD_FIELDS,
   ROUTE_DEFAULT_FIELDS,
   ROUTE_FIELDS,
   MATCH_FIELDS,

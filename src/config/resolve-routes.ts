@@ -6,8 +6,8 @@ import { resolveFields } from './field-kinds.ts';
 import { isServiceName, MATCH_FIELDS, ROUTE_DEFAULT_FIELDS, ROUTE_FIELDS, SPLIT_BACKEND_FIELDS, TOKEN_PATTERN } from './fields.ts';
 import type { Segment } from './positions.ts';
 import type { ResolveContext } from './resolve-context.ts';
-import type { HashKeySource, RouteConfig, RouteDefaults, RouteMatch, SplitBackend, StaticServiceConfig } from './types.ts';
-import { asObj, asStringList, compact, isObject, optional, setOwn, stringMap } from './values.ts';
+import type { HashKeySource, RegistryName, RouteConfig, RouteDefaults, RouteMatch, SplitBackend, StaticServiceConfig } from './types.ts';
+import { asObj, asStringList, compact, isObject, type Obj, optional, setOwn, stringMap } from './values.ts';
 
 const TOKEN = new RegExp(TOKEN_PATTERN);
 
@@ -33,9 +33,10 @@ export function resolveRoutes(
   rawValue: unknown,
   defaults: RouteDefaults,
   services: Record<string, StaticServiceConfig>,
-  hasConsul: boolean,
+  dynamic: readonly RegistryName[],
   ctx: ResolveContext,
 ): RouteConfig[] {
+  const hasConsul = dynamic.includes('consul');
   const routes: RouteConfig[] = [];
   const names = new Map<string, number>();
   (Array.isArray(rawValue) ? rawValue : []).forEach((item: unknown, i) => {
@@ -53,9 +54,11 @@ export function resolveRoutes(
     if (split !== undefined && raw['service'] !== undefined) ctx.report([...path, 'split'], 'use either service or split, not both');
     if (split === undefined && raw['service'] === undefined) ctx.report([...path, 'service'], 'is required');
     const service = typeof raw['service'] === 'string' ? raw['service'] : split?.[0]?.service ?? '';
-    // With Consul, services appear at runtime, so only static-only configs can be checked here.
+    const registry = resolveRouteRegistry(raw, path, split ? split.map((backend) => backend.service) : [service], services, dynamic, ctx);
+    // With a dynamic registry, services appear at runtime, so only static ones can be checked here.
+    const staticOnly = registry === 'static' || (registry === undefined && dynamic.length === 0);
     const checkService = (name: string, at: readonly Segment[]) => {
-      if (!hasConsul && name !== '' && isServiceName(name) && !Object.hasOwn(services, name)) {
+      if (staticOnly && name !== '' && isServiceName(name) && !Object.hasOwn(services, name)) {
         ctx.report(at, `unknown service "${name}" (not in registry.static.services)`);
       }
     };
@@ -76,13 +79,27 @@ export function resolveRoutes(
         tags: split?.[0]?.tags ? [...split[0].tags] : [...(f.tags.read(raw['tags']) ?? f.tags.default)],
         ...optional('meta', split ? split[0]?.meta : stringMap(raw['meta'])),
         ...optional('split', split),
-        ...optional('datacenters', resolveDatacenters(raw['datacenters'], [...path, 'datacenters'], hasConsul, split !== undefined, ctx)),
+        ...optional('datacenters', resolveDatacenters(raw['datacenters'], [...path, 'datacenters'], hasConsul && (registry === undefined || registry === 'consul'), split !== undefined, ctx)),
         ...resolveRouteDefaults(raw, defaults, path, ctx),
         source: 'yaml' as const,
+        registry,
       }),
     );
   });
   return routes;
+}
+
+/**
+ * The registry a route names, checked against the configured ones. With several dynamic registries a
+ * route of a non-static service must name one, since its service could live in either.
+ */
+function resolveRouteRegistry(raw: Obj, path: readonly Segment[], serviceNames: readonly string[], services: Record<string, StaticServiceConfig>, dynamic: readonly RegistryName[], ctx: ResolveContext): RegistryName | undefined {
+  const named = ROUTE_FIELDS.registry.read(raw['registry']);
+  if (named !== undefined && named !== 'static' && !dynamic.includes(named)) ctx.report([...path, 'registry'], `names registry "${named}", but registry.${named} is not configured`);
+  if (named === undefined && dynamic.length > 1 && serviceNames.some((name) => !Object.hasOwn(services, name))) {
+    ctx.report([...path, 'registry'], `is required: both ${dynamic.join(' and ')} are configured (say which one serves this route)`, 'value', path);
+  }
+  return named;
 }
 
 function resolveDatacenters(value: unknown, path: readonly Segment[], hasConsul: boolean, isSplit: boolean, ctx: ResolveContext): string[] | undefined {

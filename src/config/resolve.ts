@@ -9,9 +9,10 @@ import { ACCESS_LOG_FIELDS, ADMIN_FIELDS, SERVER_FIELDS, SHUTDOWN_FIELDS } from 
 import { DEFAULTS } from './defaults.ts';
 import type { ResolveContext } from './resolve-context.ts';
 import { resolveConsul } from './resolve-consul.ts';
+import { resolveEtcd } from './resolve-etcd.ts';
 import { resolveRouteDefaults, resolveRoutes } from './resolve-routes.ts';
 import { resolveServices } from './resolve-services.ts';
-import type { AdminConfig, GatewayConfig, ServerConfig } from './types.ts';
+import type { AdminConfig, GatewayConfig, RegistryName, ServerConfig } from './types.ts';
 import { asObj, compact, isObject } from './values.ts';
 
 export function resolveConfig(data: unknown, ctx: ResolveContext): GatewayConfig {
@@ -21,13 +22,15 @@ export function resolveConfig(data: unknown, ctx: ResolveContext): GatewayConfig
   const registryRaw = asObj(root['registry']);
   const services = resolveServices(asObj(asObj(registryRaw['static'])['services']), ctx);
   const consul = isObject(registryRaw['consul']) ? resolveConsul(registryRaw['consul'], server, ctx) : undefined;
+  const etcd = isObject(registryRaw['etcd']) ? resolveEtcd(registryRaw['etcd'], ctx) : undefined;
+  const dynamic: RegistryName[] = [...(consul ? ['consul' as const] : []), ...(etcd ? ['etcd' as const] : [])];
   const defaults = resolveRouteDefaults(root['defaults'], DEFAULTS.routeDefaults, ['defaults'], ctx);
-  const routes = resolveRoutes(root['routes'], defaults, services, consul !== undefined, ctx);
+  const routes = resolveRoutes(root['routes'], defaults, services, dynamic, ctx);
   return {
     server,
     admin,
     shutdown: resolveFields(SHUTDOWN_FIELDS, root['shutdown']),
-    registry: compact({ static: { services }, consul }),
+    registry: compact({ static: { services }, consul, etcd }),
     defaults,
     routes,
     accessLog: resolveFields(ACCESS_LOG_FIELDS, root['accessLog']),

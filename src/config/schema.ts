@@ -17,6 +17,7 @@ import {
   ACCESS_LOG_FIELDS,
   ADMIN_FIELDS,
   CONSUL_FIELDS,
+  ETCD_FIELDS,
   HEALTH_CHECK_FIELDS,
   INSTANCE_FIELDS,
   isFailureStatus,
@@ -97,6 +98,7 @@ const route = mapping(
     loadBalancer: ROUTE_FIELDS.loadBalancer.schema,
     hashKey: ROUTE_FIELDS.hashKey.schema,
     tags: ROUTE_FIELDS.tags.schema,
+    registry: ROUTE_FIELDS.registry.schema,
     meta: metaMap,
     datacenters: { type: 'array', minItems: 1, items: { type: 'string', pattern: SERVICE_NAME_PATTERN, 'x-reasons': { pattern: 'must be a datacenter name' } } },
     split: {
@@ -119,6 +121,7 @@ export const configSchema: SchemaObject = mapping(
     registry: mapping({
       static: mapping({ services: { type: 'object', additionalProperties: service } }),
       consul: mapping(schemasOf(CONSUL_FIELDS)),
+      etcd: mapping(schemasOf(ETCD_FIELDS)),
     }),
     defaults: mapping(schemasOf(ROUTE_DEFAULT_FIELDS)),
     routes: {

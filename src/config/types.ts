@@ -58,7 +58,32 @@ export interface RegistryConfig {
   readonly static: { readonly services: Readonly<Record<string, StaticServiceConfig>> };
   /** Present only when the YAML has a `registry.consul` block. */
   readonly consul?: ConsulConfig | undefined;
+  /** Present only when the YAML has a `registry.etcd` block. */
+  readonly etcd?: EtcdConfig | undefined;
 }
+
+/** Instances under `<prefix><service>/<instance id>` in etcd, read then watched through etcd's v3 JSON gateway. */
+export interface EtcdConfig {
+  /** Client URLs (origins), tried in order when one fails. */
+  readonly endpoints: readonly string[];
+  readonly prefix: string;
+  readonly username?: string | undefined;
+  readonly password?: string | undefined;
+  readonly tls?: { readonly ca?: string | undefined; readonly cert?: string | undefined; readonly key?: string | undefined } | undefined;
+  readonly register?: EtcdRegisterConfig | undefined;
+}
+
+/** The gateway's own key, `<prefix><service>/<id>`, held by a lease of `ttlMs`. */
+export interface EtcdRegisterConfig {
+  readonly service: string;
+  readonly id: string;
+  /** host:port or URL written as Addr; undefined = the public listener's host and actual port. */
+  readonly address?: string | undefined;
+  readonly ttlMs: number;
+}
+
+/** Which registry a route's services come from; needed only when several dynamic registries are configured. */
+export type RegistryName = 'static' | 'consul' | 'etcd';
 
 export interface StaticServiceConfig {
   readonly instances: readonly StaticInstanceConfig[];
@@ -191,8 +216,8 @@ export interface RouteConfig extends RouteDefaults {
   readonly split?: readonly SplitBackend[] | undefined;
   /** Consul datacenters in failover order: instances come from the first with a healthy one. */
   readonly datacenters?: readonly string[] | undefined;
-  /** Which registry serves the service; needed only when several dynamic registries are configured. */
-  readonly registry?: string | undefined;
   /** Where the route was declared. */
   readonly source: 'yaml' | 'consul-tags';
+  /** The registry named by the route (`registry:`); absent = static if listed there, else the only dynamic one. */
+  readonly registry?: RegistryName | undefined;
 }
