@@ -1,17 +1,17 @@
 import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
-import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { GatewayConfig } from '../config/types.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
 import type { ServiceSnapshot } from '../registry/types.ts';
 import type { RoutePlan } from '../routing/route-plan.ts';
+import { type Aggregation, mergeExpositions } from './merge-metrics.ts';
 import { mergeTrafficViews } from './merge-views.ts';
 import { isToPrimary, type ServiceUpdate, type ToPrimary, type ToWorker } from './messages.ts';
 import type { TrafficPlane, TrafficView } from './traffic-plane.ts';
 
 /** A worker that does not answer a metrics or routes question in this time is left out of the answer. */
-const ASK_TIMEOUT_MS = 2_000;
+const ASK_TIMEOUT_MS = 5_000;
 /** Past the drain timeout, a worker that still has not exited is killed. */
 const DRAIN_GRACE_MS = 2_000;
 /** Replacements of workers that die at once are spaced this far apart, so a crash loop does not spin. */
@@ -112,9 +112,12 @@ export class WorkerCluster implements TrafficPlane {
 
   /** This process's series (registries, reloads) and every worker's, summed by each metric's aggregator. */
   async metricsText(): Promise<string> {
-    const own = await this.options.metrics.registry.getMetricsAsJSON();
-    const workers = (await this.askAll('metrics')).filter(Array.isArray) as Array<MetricObjectWithValues<MetricValue<string>>[]>;
-    return AggregatorRegistry.aggregate([own, ...workers]).metrics();
+    const { registry } = this.options.metrics;
+    const own = await registry.metrics();
+    const workers = (await this.askAll('metrics')).filter((text): text is string => typeof text === 'string');
+    // Every process registers the same metrics, so this one's say how each family combines.
+    const aggregationOf = (family: string): Aggregation => ((registry.getSingleMetric(family) as { aggregator?: Aggregation } | undefined)?.aggregator ?? 'sum');
+    return mergeExpositions([own, ...workers], aggregationOf);
   }
 
   get publicAddress(): string {

@@ -60,7 +60,7 @@ export function runWorker(): void {
         traffic?.apply(message.config, message.plans, { reopenLogs: message.reopenLogs });
         return;
       case 'ask': {
-        const body = message.what === 'metrics' ? await metrics.registry.getMetricsAsJSON() : await traffic?.describe();
+        const body = message.what === 'metrics' ? await metrics.registry.metrics() : await traffic?.describe();
         send({ waygate: 'answer', id: message.id, body });
         return;
       }
