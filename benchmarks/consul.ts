@@ -38,7 +38,8 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import { ConsulDouble } from '../test/support/consul-double.ts';
-import { type Child, ROOT, envNumber, freePort, machineInfo, percentile, printTable, sleep, spawnNode, stopAll, stopChild, vmRssBytes } from './lib.ts';
+import { type Child, ROOT, envNumber, freePort, machineInfo, percentile, printTable, sleep, spawnNode, stopChild, vmRssBytes, runBenchmark
+} from './lib.ts';
 
 const NODE = 'bench-node';
 const CONVERGENCE_TARGET_MS = 50;
@@ -1292,12 +1293,6 @@ async function main(): Promise<void> {
 }
 
 // Children are killed by lib's exit/signal guards; servers here die with the process.
-try {
-  await main();
-} catch (error) {
-  process.exitCode = 1;
-  console.error((error as Error).stack ?? String(error));
-} finally {
-  await stopAll();
+await runBenchmark(main, async () => {
   for (const server of [...servers]) await closeServer(server);
-}
+});

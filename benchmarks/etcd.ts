@@ -26,7 +26,8 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import { startEtcd, type TestEtcd } from '../test/support/etcd.ts';
-import { type Child, ROOT, ensureBuilt, envNumber, freePort, machineInfo, percentile, printTable, sleep, spawnNode, stopAll, stopChild, vmRssBytes } from './lib.ts';
+import { type Child, ROOT, ensureBuilt, envNumber, freePort, machineInfo, percentile, printTable, sleep, spawnNode, stopChild, vmRssBytes, runBenchmark
+} from './lib.ts';
 
 const CONVERGENCE_TARGET_MS = 50;
 const CHANGES = Math.round(envNumber('BENCH_CHANGES', 50));
@@ -281,15 +282,9 @@ async function main(): Promise<void> {
   console.log(`results: ${path.relative(ROOT, file)}`);
 }
 
-try {
-  await main();
-} catch (error) {
-  process.exitCode = 1;
-  console.error((error as Error).stack ?? String(error));
-} finally {
-  await stopAll();
+await runBenchmark(main, () => {
   for (const server of servers) {
     server.closeAllConnections();
     server.close();
   }
-}
+});

@@ -636,3 +636,27 @@ export function snapshotWaygate(dir: string): string {
   symlinkSync(path.join(ROOT, 'node_modules'), path.join(home, 'node_modules'), 'dir');
   return path.join(home, 'bin', 'waygate.js');
 }
+
+/** A positive number from `--flag N`, else the environment variable, else the fallback. */
+export function argNumber(flag: string, envName: string, fallback: number): number {
+  const at = process.argv.indexOf(flag);
+  if (at !== -1) {
+    const value = Number(process.argv[at + 1]);
+    if (!Number.isFinite(value) || value <= 0) throw new Error(`${flag} needs a positive number`);
+    return value;
+  }
+  return envNumber(envName, fallback);
+}
+
+/** Runs a benchmark's main: a failure prints its stack and sets exit code 1; children and servers are always stopped. */
+export async function runBenchmark(main: () => Promise<void>, cleanup: () => void | Promise<void> = () => undefined): Promise<void> {
+  try {
+    await main();
+  } catch (error) {
+    process.exitCode = 1;
+    console.error((error as Error).stack ?? String(error));
+  } finally {
+    await stopAll();
+    await cleanup();
+  }
+}

@@ -56,22 +56,13 @@ import {
   snapshotWaygate,
   spawnNode,
   startUpstreams,
-  stopAll,
   stopChild,
   waitUntilReady,
+  argNumber,
+  runBenchmark,
 } from './lib.ts';
 
 // ───────────────────────────── settings ─────────────────────────────
-
-function argNumber(flag: string, envName: string, fallback: number): number {
-  const at = process.argv.indexOf(flag);
-  if (at !== -1) {
-    const value = Number(process.argv[at + 1]);
-    if (!Number.isFinite(value) || value <= 0) throw new Error(`${flag} needs a positive number`);
-    return value;
-  }
-  return envNumber(envName, fallback);
-}
 
 const RELOADS = Math.round(argNumber('--reloads', 'BENCH_RELOADS', 10));
 const CONCURRENCY = Math.round(argNumber('--concurrency', 'BENCH_CONCURRENCY', 32));
@@ -592,11 +583,4 @@ async function main(): Promise<void> {
   }
 }
 
-try {
-  await main();
-} catch (error) {
-  process.exitCode = 1;
-  console.error((error as Error).stack ?? String(error));
-} finally {
-  await stopAll();
-}
+await runBenchmark(main);

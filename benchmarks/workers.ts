@@ -62,22 +62,13 @@ import {
   snapshotWaygate,
   spawnNode,
   startUpstreams,
-  stopAll,
   stopChild,
   waitUntilReady,
+  argNumber,
+  runBenchmark,
 } from './lib.ts';
 
 // ───────────────────────────── settings ─────────────────────────────
-
-function argNumber(flag: string, envName: string, fallback: number): number {
-  const at = process.argv.indexOf(flag);
-  if (at !== -1) {
-    const value = Number(process.argv[at + 1]);
-    if (!Number.isFinite(value) || value <= 0) throw new Error(`${flag} needs a positive number`);
-    return value;
-  }
-  return envNumber(envName, fallback);
-}
 
 const ROUNDS = Math.round(argNumber('--rounds', 'BENCH_ROUNDS', 2));
 const SCRAPES = Math.round(argNumber('--scrapes', 'BENCH_SCRAPES', 20));
@@ -785,11 +776,4 @@ async function main(): Promise<void> {
   writeFileSync(path.join(resultsDir, 'workers-latest.txt'), report);
 }
 
-try {
-  await main();
-} catch (error) {
-  process.exitCode = 1;
-  console.error((error as Error).stack ?? String(error));
-} finally {
-  await stopAll();
-}
+await runBenchmark(main);
