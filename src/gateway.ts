@@ -209,6 +209,8 @@ export class Gateway {
     try {
       await this.startParts();
     } catch (error) {
+      // A signal during the start: stop() is already draining and ends the process; nothing more to undo here.
+      if (this.phase === 'draining' || this.phase === 'stopped') return;
       // Whatever did start (admin listener, registry watches, workers) must not outlive a failed start.
       await this.stopParts().catch(() => undefined);
       this.phase = 'stopped';
@@ -240,6 +242,8 @@ export class Gateway {
     await Promise.all(this.registries.all.map((registry) => registry.start()));
     this.reseedPools();
     await this.traffic.listen();
+    // stop() may have begun meanwhile (SIGTERM while workers were forking): ready stays 503 and nothing registers.
+    if (this.phase !== 'starting') return;
     this.phase = 'serving';
     await this.registerWithConsul();
     await this.registerWithEtcd();

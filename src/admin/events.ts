@@ -82,7 +82,7 @@ export class EventsHub {
       if (first) this.lastKey = keyOf(snapshot);
       if (!response.writableEnded) response.write('retry: 2000\n\n' + frameOf(snapshot));
     }, () => {
-      response.write('retry: 2000\n\n');
+      if (!response.writableEnded) response.write('retry: 2000\n\n');
     });
     this.clients.add(response);
     response.on('close', () => {
@@ -115,24 +115,24 @@ export class EventsHub {
   }
 
   private async tick(): Promise<void> {
+    // The heartbeat keeps its own count, so a snapshot that is slow to build (workers answering over IPC) never delays it.
+    this.sinceHeartbeatMs += this.tickMs;
+    if (this.sinceHeartbeatMs >= this.heartbeatMs) {
+      this.sinceHeartbeatMs = 0;
+      for (const client of this.clients) client.write(': ping\n\n');
+    }
     if (this.ticking) return;
     this.ticking = true;
-    let frame = '';
+    let changed = false;
     try {
-      if (await this.refresh()) frame = this.lastFrame;
+      changed = await this.refresh();
     } catch {
       // A view that cannot be built this tick is skipped; the next tick tries again.
     } finally {
       this.ticking = false;
     }
-    if (this.closed) return;
-    this.sinceHeartbeatMs += this.tickMs;
-    if (this.sinceHeartbeatMs >= this.heartbeatMs) {
-      this.sinceHeartbeatMs = 0;
-      frame += ': ping\n\n';
-    }
-    if (frame === '') return;
-    for (const client of this.clients) client.write(frame);
+    if (this.closed || !changed) return;
+    for (const client of this.clients) client.write(this.lastFrame);
   }
 
   private stopTimer(): void {

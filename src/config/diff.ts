@@ -40,8 +40,14 @@ export function diffConfig(old: GatewayConfig, next: GatewayConfig): ConfigDiff 
   };
 }
 
+/**
+ * Keys inside live sections that are still read only once, at start: a static service's TLS files
+ * (its CA is loaded when the listener's upstream profiles are made). Reported, never copied back.
+ */
+const READ_AT_START: readonly (readonly string[])[] = [['registry', 'static', 'services', '*', 'tls']];
+
 export function isRestartOnly(path: readonly Segment[]): boolean {
-  return RESTART_ONLY.some((section) => section.every((seg, i) => path[i] === seg));
+  return [...RESTART_ONLY, ...READ_AT_START].some((section) => section.every((seg, i) => (seg === '*' ? path[i] !== undefined : path[i] === seg)));
 }
 
 function collectChanges(a: unknown, b: unknown, path: Segment[], userKeyed: boolean, out: Segment[][]): void {

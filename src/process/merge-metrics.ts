@@ -37,7 +37,7 @@ export function mergeExpositions(texts: readonly string[], aggregationOf: (famil
       const space = line.lastIndexOf(' ');
       if (space <= 0) continue;
       const key = line.slice(0, space);
-      const value = Number(line.slice(space + 1));
+      const value = parseSampleValue(line.slice(space + 1));
       const before = family.samples.get(key);
       family.counts.set(key, (family.counts.get(key) ?? 0) + 1);
       family.samples.set(key, before === undefined ? value : combine(family.aggregation, before, value));
@@ -49,7 +49,7 @@ export function mergeExpositions(texts: readonly string[], aggregationOf: (famil
     out.push(...family.header);
     for (const [key, value] of family.samples) {
       const final = family.aggregation === 'average' ? value / (family.counts.get(key) ?? 1) : value;
-      out.push(`${key} ${final}`);
+      out.push(`${key} ${formatSampleValue(final)}`);
     }
     out.push('');
   }
@@ -67,4 +67,45 @@ function combine(aggregation: Aggregation, a: number, b: number): number {
     default:
       return a + b; // sum, and average (divided at the end)
   }
+}
+
+/** The exposition format spells infinities +Inf and -Inf (as in a histogram's last bucket). */
+function parseSampleValue(text: string): number {
+  if (text === '+Inf') return Infinity;
+  if (text === '-Inf') return -Infinity;
+  return Number(text);
+}
+
+function formatSampleValue(value: number): string {
+  if (value === Infinity) return '+Inf';
+  if (value === -Infinity) return '-Inf';
+  return String(value);
+}
+
+const MONOTONIC_TYPES = new Set(['counter', 'histogram', 'summary']);
+
+/**
+ * Only the families that only ever grow (counters, histograms, summaries) of an exposition: what a
+ * process that is gone has to go on contributing, or the sum would fall and Prometheus would read a
+ * counter reset (and count everything again as new).
+ */
+export function monotonicFamilies(text: string): string {
+  const out: string[] = [];
+  let keep = false;
+  let header: string[] = [];
+  for (const line of text.split('\n')) {
+    if (line.startsWith('# HELP ')) {
+      header = [line];
+      keep = false;
+      continue;
+    }
+    if (line.startsWith('# TYPE ')) {
+      keep = MONOTONIC_TYPES.has(line.split(' ')[3] ?? '');
+      if (keep) out.push(...header, line);
+      header = [];
+      continue;
+    }
+    if (keep && line !== '') out.push(line);
+  }
+  return out.length > 0 ? `${out.join('\n')}\n` : '';
 }

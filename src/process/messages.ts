@@ -12,7 +12,15 @@ export interface ServiceUpdate {
 /** Primary → worker. Sent with the 'advanced' (structured clone) serialization. */
 export type ToWorker =
   /** Everything a worker needs before it opens the public port. */
-  | { readonly waygate: 'init'; readonly config: GatewayConfig; readonly plans: readonly RoutePlan[]; readonly services: readonly ServiceUpdate[] }
+  | {
+      readonly waygate: 'init';
+      /** The config the gateway started with: listener, certificates and TLS files are read from it, as in one process. */
+      readonly bootConfig: GatewayConfig;
+      /** The config served now (after reloads). */
+      readonly config: GatewayConfig;
+      readonly plans: readonly RoutePlan[];
+      readonly services: readonly ServiceUpdate[];
+    }
   | ({ readonly waygate: 'service' } & ServiceUpdate)
   | { readonly waygate: 'apply'; readonly config: GatewayConfig; readonly plans: readonly RoutePlan[]; readonly reopenLogs: boolean }
   | { readonly waygate: 'ask'; readonly id: number; readonly what: 'metrics' | 'describe' }

@@ -5,7 +5,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
 import type { ServiceSnapshot } from '../registry/types.ts';
 import type { RoutePlan } from '../routing/route-plan.ts';
-import { type Aggregation, mergeExpositions } from './merge-metrics.ts';
+import { type Aggregation, mergeExpositions, monotonicFamilies } from './merge-metrics.ts';
 import { mergeTrafficViews } from './merge-views.ts';
 import { isToPrimary, type ServiceUpdate, type ToPrimary, type ToWorker } from './messages.ts';
 import type { TrafficPlane, TrafficView } from './traffic-plane.ts';
@@ -50,9 +50,17 @@ export class WorkerCluster implements TrafficPlane {
   /** Questions waiting for a worker's answer; a worker that exits answers its own with undefined. */
   private readonly answers = new Map<number, { readonly workerId: number; readonly resolve: (body: unknown) => void }>();
   private startup: { resolve: () => void; reject: (error: Error) => void } | undefined;
+  /** Each worker's last /metrics answer: stands in when it is late, and is kept when it dies. */
+  private readonly lastMetrics = new Map<number, string>();
+  /** The counters and histograms of workers that are gone, so the gateway's sums never go backwards. */
+  private retiredMetrics = '';
+
+  /** What a replacement worker is built from, so every worker reads the same files a single process would have. */
+  private readonly bootConfig: GatewayConfig;
 
   constructor(config: GatewayConfig, private readonly options: WorkerClusterOptions) {
     this.config = config;
+    this.bootConfig = config;
     this.processCount = options.count;
   }
 
@@ -86,6 +94,7 @@ export class WorkerCluster implements TrafficPlane {
   /** Tells every worker to drain and waits for all of them to exit; stragglers are killed. */
   async drain(timeoutMs: number): Promise<void> {
     this.stopping = true;
+    if (!this.started) this.startup?.reject(new Error('the gateway was stopped while its workers were starting'));
     const exits = [...this.slots.values()].map((slot) => slot.exited);
     this.broadcast({ waygate: 'drain', timeoutMs }, true);
     let timer: NodeJS.Timeout | undefined;
@@ -100,13 +109,14 @@ export class WorkerCluster implements TrafficPlane {
 
   async close(): Promise<void> {
     this.stopping = true;
+    if (!this.started) this.startup?.reject(new Error('the gateway was stopped while its workers were starting'));
     const exits = [...this.slots.values()].map((slot) => slot.exited);
     for (const slot of this.slots.values()) slot.worker.process.kill('SIGKILL');
     await Promise.all(exits);
   }
 
   async describe(): Promise<TrafficView> {
-    const views = (await this.askAll('describe')).filter((view): view is TrafficView => typeof view === 'object' && view !== null);
+    const views = (await this.askAll('describe')).map(([, view]) => view).filter((view): view is TrafficView => typeof view === 'object' && view !== null);
     return mergeTrafficViews(views);
   }
 
@@ -114,10 +124,25 @@ export class WorkerCluster implements TrafficPlane {
   async metricsText(): Promise<string> {
     const { registry } = this.options.metrics;
     const own = await registry.metrics();
-    const workers = (await this.askAll('metrics')).filter((text): text is string => typeof text === 'string');
-    // Every process registers the same metrics, so this one's say how each family combines.
-    const aggregationOf = (family: string): Aggregation => ((registry.getSingleMetric(family) as { aggregator?: Aggregation } | undefined)?.aggregator ?? 'sum');
-    return mergeExpositions([own, ...workers], aggregationOf);
+    const answers = await this.askAll('metrics');
+    const workers: string[] = [];
+    for (const [workerId, answer] of answers) {
+      if (typeof answer === 'string') this.lastMetrics.set(workerId, answer);
+      const text = typeof answer === 'string' ? answer : this.lastMetrics.get(workerId);
+      if (text !== undefined) workers.push(text);
+    }
+    return mergeExpositions([own, this.retiredMetrics, ...workers], this.aggregationOf);
+  }
+
+  /** Every process registers the same metrics, so this one's say how each family combines. */
+  private readonly aggregationOf = (family: string): Aggregation =>
+    (this.options.metrics.registry.getSingleMetric(family) as { aggregator?: Aggregation } | undefined)?.aggregator ?? 'sum';
+
+  /** A dead worker's counts up to its last scrape stay in the sums. */
+  private retireMetricsOf(workerId: number): void {
+    const last = this.lastMetrics.get(workerId);
+    this.lastMetrics.delete(workerId);
+    if (last !== undefined) this.retiredMetrics = mergeExpositions([this.retiredMetrics, monotonicFamilies(last)], () => 'sum');
   }
 
   get publicAddress(): string {
@@ -143,7 +168,7 @@ export class WorkerCluster implements TrafficPlane {
         if (this.stopping) return this.sendTo(slot, { waygate: 'drain', timeoutMs: 0 });
         // The whole current state first: the worker opens the port only after it has a table.
         slot.phase = 'initialised';
-        this.sendTo(slot, { waygate: 'init', config: this.config, plans: this.plans, services: [...this.services.values()] });
+        this.sendTo(slot, { waygate: 'init', bootConfig: this.bootConfig, config: this.config, plans: this.plans, services: [...this.services.values()] });
         return;
       case 'listening':
         slot.phase = 'listening';
@@ -162,6 +187,7 @@ export class WorkerCluster implements TrafficPlane {
   private onExit(slot: WorkerSlot, code: number | null, signal: string | null): void {
     this.slots.delete(slot.worker.id);
     for (const pending of this.answers.values()) if (pending.workerId === slot.worker.id) pending.resolve(undefined);
+    this.retireMetricsOf(slot.worker.id);
     if (this.stopping) return;
     if (!this.started) {
       this.startup?.reject(new Error(`worker ${slot.worker.id} exited during start (code ${code}, signal ${signal})`));
@@ -190,15 +216,16 @@ export class WorkerCluster implements TrafficPlane {
     });
   }
 
-  private async askAll(what: 'metrics' | 'describe'): Promise<unknown[]> {
+  /** Asks every serving worker; each answer comes with the worker's id (undefined when it did not answer in time). */
+  private async askAll(what: 'metrics' | 'describe'): Promise<Array<[number, unknown]>> {
     const listening = [...this.slots.values()].filter((slot) => slot.phase === 'listening');
-    return Promise.all(listening.map((slot) => new Promise<unknown>((resolve) => {
+    return Promise.all(listening.map((slot) => new Promise<[number, unknown]>((resolve) => {
       const id = this.nextAskId++;
       const timer = setTimeout(() => answer(undefined), ASK_TIMEOUT_MS);
       const answer = (body: unknown) => {
         clearTimeout(timer);
         this.answers.delete(id);
-        resolve(body);
+        resolve([slot.worker.id, body]);
       };
       this.answers.set(id, { workerId: slot.worker.id, resolve: answer });
       this.sendTo(slot, { waygate: 'ask', id, what });

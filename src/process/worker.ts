@@ -41,10 +41,11 @@ export function runWorker(): void {
       case 'init': {
         for (const update of message.services) services.set(keyOf(update.registry, update.watchKey), update.snapshot);
         try {
-          traffic = new LocalTraffic(message.config, { metrics, logger, snapshotOf: (registry, watchKey) => services.get(keyOf(registry, watchKey)) });
+          traffic = new LocalTraffic(message.bootConfig, { metrics, logger, snapshotOf: (registry, watchKey) => services.get(keyOf(registry, watchKey)) });
           traffic.apply(message.config, message.plans);
           await traffic.listen();
         } catch (error) {
+          logger.error({ err: (error as Error).message }, 'worker could not start');
           send({ waygate: 'failed', error: (error as Error).message });
           process.exit(1);
         }
@@ -70,7 +71,8 @@ export function runWorker(): void {
   };
 
   process.on('message', (message) => {
-    if (isToWorker(message)) void handle(message);
+    // One bad message must not take the worker down: it is logged and the worker keeps its current table.
+    if (isToWorker(message)) handle(message).catch((error: unknown) => logger.error({ err: (error as Error).message, message: message.waygate }, 'worker could not handle a message from the primary'));
   });
   // The primary turns signals into an orderly drain of every worker; a worker on its own would cut it short.
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => undefined);

@@ -355,4 +355,34 @@ describe('dashboard events hub', () => {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
+
+  test('a snapshot that never comes back (a wedged worker) does not hold up the heartbeat', async () => {
+    let calls = 0;
+    const never = new Promise<never>(() => undefined);
+    const hub = new EventsHub({
+      tickMs: 20,
+      heartbeatMs: 60,
+      snapshot: () => (++calls === 1 ? { routes: [], services: {}, config: null, uptimeSeconds: 0, version: 't', workers: 2 } : never),
+    });
+    const server = createServer((_req, res) => hub.attach(res));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const controller = new AbortController();
+    try {
+      const response = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, { signal: controller.signal });
+      const reader = response.body!.getReader();
+      let text = '';
+      while ((text.match(/: ping/g) ?? []).length < 3) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += Buffer.from(value).toString();
+      }
+      assert.equal((text.match(/: ping/g) ?? []).length, 3, text);
+      assert.equal(calls, 2, 'one tick waits on the wedged snapshot; later ticks do not pile up more');
+    } finally {
+      controller.abort();
+      hub.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
 });

@@ -106,6 +106,9 @@ describe('server.workers', () => {
   test('kill -9 of a worker: the other keeps serving, a replacement starts and has the table before it takes traffic', async (t) => {
     const { gw, url, admin } = await startCluster('kill', 2);
     t.after(() => gw.kill());
+    assert.deepEqual(await statuses(url, '/svc/before', 40), Array(40).fill(200));
+    const served = { route: 'svc', method: 'GET', code: '200' };
+    assert.equal(await metricValue(admin, 'waygate_requests_total', served), 40);
     const [victim, survivor] = gw.workerPids();
     process.kill(victim!, 'SIGKILL');
     const replaced = await waitFor('a replacement worker', () => {
@@ -118,6 +121,8 @@ describe('server.workers', () => {
     // A worker that listened before it had the table would answer 404 (no route) to its share.
     assert.deepEqual(await statuses(url, '/svc/after', 40), Array(40).fill(200));
     assert.equal((await fetch(`${admin}/health/ready`)).status, 200);
+    // The dead worker's share of the first 40 stays in the sum: a counter that fell would read as a reset.
+    assert.equal(await metricValue(admin, 'waygate_requests_total', served), 80);
   });
 
   test('SIGTERM to the primary drains every worker: requests in flight on both finish, then all processes exit 0', async (t) => {

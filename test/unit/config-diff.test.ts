@@ -104,3 +104,19 @@ describe('reload: restartRequired and applicableConfig', () => {
     }
   });
 });
+
+describe('keys read only at start inside live sections', () => {
+  it("a static service's tls is reported as needing a restart; its instances are still live", async () => {
+    const { parseConfig } = await import('../../src/config/load.ts');
+    const { diffConfig } = await import('../../src/config/diff.ts');
+    const yaml = (ca: string, port: number) => `registry:\n  static:\n    services:\n      api: { instances: ["https://127.0.0.1:${port}"], tls: { serverName: ${ca} } }\nroutes:\n  - { name: r, match: { pathPrefix: /r }, service: api }\n`;
+    const parse = (text: string) => {
+      const result = parseConfig(text, { file: 'gw.yaml', env: {} });
+      assert.ok(result.ok);
+      return result.config;
+    };
+    const diff = diffConfig(parse(yaml('a.internal', 9001)), parse(yaml('b.internal', 9002)));
+    assert.deepEqual(diff.restartRequired, ['registry.static.services.api.tls.serverName']);
+    assert.deepEqual(diff.live, ['registry.static.services.api.instances[0].url']);
+  });
+});

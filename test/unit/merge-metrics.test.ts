@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { type Aggregation, mergeExpositions } from '../../src/process/merge-metrics.ts';
+import { type Aggregation, mergeExpositions, monotonicFamilies } from '../../src/process/merge-metrics.ts';
 
 /** One process's registry: a counter, a histogram, a gauge every process holds the same copy of, one it alone sets. */
 function processRegistry(requests: number, seconds: number[], instances: number) {
@@ -39,5 +39,21 @@ describe('merging the processes\' /metrics', () => {
     const merged = mergeExpositions(['# HELP x x\n# TYPE x counter\nx{w="1"} 5\n', '# HELP x x\n# TYPE x counter\nx{w="2"} 7\n'], () => 'sum');
     assert.match(merged, /^x\{w="1"\} 5$/m);
     assert.match(merged, /^x\{w="2"\} 7$/m);
+  });
+
+  it('what a dead worker keeps contributing: its counters and histograms, not its gauges', async () => {
+    const registry = processRegistry(5, [0.5], 3);
+    const kept = monotonicFamilies(await registry.metrics());
+    assert.match(kept, /^reqs_total\{route="a b"\} 5$/m);
+    assert.match(kept, /^dur_seconds_count\{route="a"\} 1$/m);
+    assert.doesNotMatch(kept, /^instances/m);
+    assert.doesNotMatch(kept, /^started/m);
+    assert.equal(monotonicFamilies('# HELP g g\n# TYPE g gauge\ng 1\n'), '');
+  });
+
+  it('+Inf and -Inf survive a merge', () => {
+    const merged = mergeExpositions(['# HELP x x\n# TYPE x gauge\nx{a="1"} +Inf\nx{a="2"} -Inf\n'], () => 'max');
+    assert.match(merged, /^x\{a="1"\} \+Inf$/m);
+    assert.match(merged, /^x\{a="2"\} -Inf$/m);
   });
 });

@@ -20,6 +20,8 @@ export function routesFromTags(catalog: ReadonlyMap<string, readonly string[]>, 
         stripPrefix: flags.includes('strip'),
         loadBalancer: 'round-robin',
         tags: [],
+        // Named, so the route still resolves when etcd is configured beside Consul.
+        registry: 'consul',
         source: 'consul-tags',
       });
     }
