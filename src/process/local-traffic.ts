@@ -20,6 +20,8 @@ export interface LocalTrafficOptions {
   readonly metrics: GatewayMetrics;
   readonly logger: Logger;
   readonly snapshotOf: (registry: string, watchKey: string) => ServiceSnapshot | undefined;
+  /** Set in worker processes, which share stdout with each other and the primary. */
+  readonly sharedStdout?: boolean;
 }
 
 /** Serves requests in this process: the pools, the current table, the public listener and its drain. */
@@ -59,7 +61,7 @@ export class LocalTraffic implements TrafficPlane {
   }
 
   async listen(): Promise<void> {
-    if (this.config.accessLog.enabled) this.accessLog = new AccessLog(this.config.accessLog);
+    if (this.config.accessLog.enabled) this.accessLog = new AccessLog(this.config.accessLog, { sharedStdout: this.options.sharedStdout });
     this.server = await buildPublicServer({ table: () => this.table, metrics: this.options.metrics, logger: this.options.logger, dispatcher: this.dispatcher, server: this.config.server, accessLog: this.accessLog, certificate: this.certificate, tlsFor: (pool) => this.tls.for(pool) });
     await this.server.listen({ host: this.config.server.host, port: this.config.server.port });
     this.listening = true;

@@ -41,7 +41,7 @@ export function runWorker(): void {
       case 'init': {
         for (const update of message.services) services.set(keyOf(update.registry, update.watchKey), update.snapshot);
         try {
-          traffic = new LocalTraffic(message.bootConfig, { metrics, logger, snapshotOf: (registry, watchKey) => services.get(keyOf(registry, watchKey)) });
+          traffic = new LocalTraffic(message.bootConfig, { metrics, logger, sharedStdout: true, snapshotOf: (registry, watchKey) => services.get(keyOf(registry, watchKey)) });
           traffic.apply(message.config, message.plans);
           await traffic.listen();
         } catch (error) {
