@@ -118,9 +118,18 @@ export class Gateway {
   /** Points registries at the services these routes need, then hands the traffic plane the new table. */
   private serve(routes: readonly RouteConfig[], options: { reopenLogs?: boolean } = {}): void {
     const plans = this.plan(routes);
+    const before = watchesByRegistry(this.plans);
     this.plans = plans;
     const watches = watchesByRegistry(plans);
-    for (const registry of this.registries.all) registry.track?.(watches.get(registry.name) ?? []);
+    for (const registry of this.registries.all) {
+      registry.track?.(watches.get(registry.name) ?? []);
+      // Keys routes did not use until now: their instances go first, so the new table's pools start full.
+      for (const key of watches.get(registry.name) ?? []) {
+        if (before.get(registry.name)?.has(key)) continue;
+        const snapshot = registry.snapshot(key);
+        if (snapshot) this.traffic.serviceChanged(registry.name, key, snapshot);
+      }
+    }
     this.traffic.apply(this.config, plans, options);
   }
 

@@ -43,3 +43,13 @@ function isWaygateMessage(message: unknown): boolean {
 
 export const isToWorker = isWaygateMessage as (message: unknown) => message is ToWorker;
 export const isToPrimary = isWaygateMessage as (message: unknown) => message is ToPrimary;
+
+/** One registry's watch key, as the primary and the workers key their service snapshots. */
+export function serviceKey(registry: string, watchKey: string): string {
+  return `${registry}\u0000${watchKey}`;
+}
+
+/** The service keys some plan's pools read. */
+export function usedServiceKeys(plans: readonly RoutePlan[]): Set<string> {
+  return new Set(plans.flatMap((plan) => plan.backends.map(({ spec }) => serviceKey(spec.registry, spec.watchKey))));
+}

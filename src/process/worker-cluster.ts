@@ -7,7 +7,7 @@ import type { ServiceSnapshot } from '../registry/types.ts';
 import type { RoutePlan } from '../routing/route-plan.ts';
 import { type Aggregation, mergeExpositions, monotonicFamilies } from './merge-metrics.ts';
 import { mergeTrafficViews } from './merge-views.ts';
-import { isToPrimary, type ServiceUpdate, type ToPrimary, type ToWorker } from './messages.ts';
+import { isToPrimary, type ServiceUpdate, serviceKey, type ToPrimary, type ToWorker, usedServiceKeys } from './messages.ts';
 import type { TrafficPlane, TrafficView } from './traffic-plane.ts';
 
 /** A worker that does not answer a metrics or routes question in this time is left out of the answer. */
@@ -66,13 +66,16 @@ export class WorkerCluster implements TrafficPlane {
 
   serviceChanged(registry: string, watchKey: string, snapshot: ServiceSnapshot): void {
     const update = { registry, watchKey, snapshot };
-    this.services.set(`${registry}\u0000${watchKey}`, update);
+    this.services.set(serviceKey(registry, watchKey), update);
     this.broadcast({ waygate: 'service', ...update });
   }
 
   apply(config: GatewayConfig, plans: readonly RoutePlan[], options: { readonly reopenLogs?: boolean } = {}): void {
     this.config = config;
     this.plans = plans;
+    // Only what the routes use is kept (and sent to new workers); the gateway re-sends a key that comes back.
+    const used = usedServiceKeys(plans);
+    for (const key of this.services.keys()) if (!used.has(key)) this.services.delete(key);
     this.broadcast({ waygate: 'apply', config, plans, reopenLogs: options.reopenLogs ?? false });
   }
 

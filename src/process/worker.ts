@@ -3,7 +3,7 @@ import { createLogger } from '../observability/logger.ts';
 import { GatewayMetrics } from '../observability/metrics.ts';
 import type { ServiceSnapshot } from '../registry/types.ts';
 import { LocalTraffic } from './local-traffic.ts';
-import { isToWorker, type ToPrimary, type ToWorker } from './messages.ts';
+import { isToWorker, serviceKey, type ToPrimary, type ToWorker, usedServiceKeys } from './messages.ts';
 
 /** How long a worker whose primary vanished gives its requests in flight before it exits. */
 const ORPHAN_DRAIN_MS = 5_000;
@@ -18,7 +18,7 @@ export function runWorker(): void {
   const logger = createLogger().child({ worker: id });
   const metrics = new GatewayMetrics();
   const services = new Map<string, ServiceSnapshot>();
-  const keyOf = (registry: string, watchKey: string) => `${registry}\u0000${watchKey}`;
+  const keyOf = serviceKey;
   let traffic: LocalTraffic | undefined;
   let draining = false;
 
@@ -57,9 +57,12 @@ export function runWorker(): void {
         services.set(keyOf(message.registry, message.watchKey), message.snapshot);
         traffic?.serviceChanged(message.registry, message.watchKey, message.snapshot);
         return;
-      case 'apply':
+      case 'apply': {
+        const used = usedServiceKeys(message.plans);
+        for (const key of services.keys()) if (!used.has(key)) services.delete(key);
         traffic?.apply(message.config, message.plans, { reopenLogs: message.reopenLogs });
         return;
+      }
       case 'ask': {
         const body = message.what === 'metrics' ? await metrics.registry.metrics() : await traffic?.describe();
         send({ waygate: 'answer', id: message.id, body });

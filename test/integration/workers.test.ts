@@ -52,6 +52,7 @@ registry:
   static:
     services:
       svc: { instances: ["${upstream.url}"] }
+      spare: { instances: ["${upstream.url}"] }
 routes:
   - { name: svc, match: { pathPrefix: /svc }, service: svc, stripPrefix: true }
 ${routes}`;
@@ -156,6 +157,30 @@ describe('server.workers', () => {
     await waitFor('version 2', async () => ((await (await fetch(`${admin}/admin/config`)).json()) as { version: number }).version >= 2, 10_000);
     await waitFor('the new route on every worker', async () => (await statuses(url, '/added/x', 10)).every((status) => status === 200), 10_000);
     assert.equal(gw.workerPids().length, 2, 'a reload restarts no worker');
+  });
+
+  test('a route removed by one reload and restored by the next serves at once on every worker', async (t) => {
+    const { gw, url, admin, file, yaml } = await startCluster('restore', 2);
+    t.after(() => gw.kill());
+    const other = '  - { name: other, match: { pathPrefix: /other }, service: spare, stripPrefix: true }\n';
+    const version = async () => ((await (await fetch(`${admin}/admin/config`)).json()) as { version: number }).version;
+    const reloadTo = async (text: string, expected: number) => {
+      writeFileSync(`${file}.next`, text);
+      renameSync(`${file}.next`, file);
+      gw.child.kill('SIGHUP');
+      await waitFor(`version ${expected}`, async () => (await version()) >= expected, 10_000);
+    };
+    await reloadTo(yaml(other), 2);
+    await waitFor('the route on every worker', async () => (await statuses(url, '/other/x', 10)).every((status) => status === 200), 10_000);
+    await reloadTo(yaml(''), 3);
+    await waitFor('the route gone from every worker', async () => (await statuses(url, '/other/x', 10)).every((status) => status === 404), 10_000);
+    await reloadTo(yaml(other), 4);
+    // Once a worker has the route again, its pool has the instances too: never 503 for want of them.
+    await waitFor('the route back on every worker', async () => {
+      const seen = await statuses(url, '/other/x', 10);
+      assert.ok(!seen.includes(503), `a worker served the restored route with no instances: ${seen}`);
+      return seen.every((status) => status === 200);
+    }, 10_000);
   });
 
   test('Consul sees one set of watches whatever the worker count: only the primary asks', async (t) => {
