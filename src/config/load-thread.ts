@@ -12,6 +12,14 @@ interface LoadRequest {
 }
 
 const THREAD_MARK = 'waygate-config-loader';
+/** Far beyond any real parse (about 100 ms for 1,000 routes); only a wedged thread gets near it. */
+const LOAD_TIMEOUT_MS = 30_000;
+
+interface Pending {
+  readonly file: string;
+  readonly env: NodeJS.ProcessEnv;
+  readonly resolve: (result: LoadResult) => void;
+}
 
 function loadHere(file: string, env: NodeJS.ProcessEnv): LoadResult {
   try {
@@ -27,43 +35,56 @@ function loadHere(file: string, env: NodeJS.ProcessEnv): LoadResult {
  * main thread would hold up every request in flight.
  */
 export class ConfigLoadThread {
-  private thread: Worker | undefined;
+  private thread: { readonly worker: Worker; readonly pending: Map<number, Pending> } | undefined;
   private nextId = 1;
-  private readonly pending = new Map<number, { file: string; env: NodeJS.ProcessEnv; resolve: (result: LoadResult) => void }>();
 
   load(file: string, env: NodeJS.ProcessEnv): Promise<LoadResult> {
     return new Promise((resolve) => {
+      let thread;
+      try {
+        thread = this.ensureThread();
+      } catch {
+        resolve(loadHere(file, env)); // no thread to be had: read it here rather than lose the reload
+        return;
+      }
       const id = this.nextId++;
-      this.pending.set(id, { file, env, resolve });
-      this.ensureThread().postMessage({ id, file, env } satisfies LoadRequest);
+      // A thread that does not answer in time is given up, and the file read here instead.
+      const timer = setTimeout(() => this.abandon(thread), LOAD_TIMEOUT_MS);
+      timer.unref();
+      thread.pending.set(id, { file, env, resolve: (result) => { clearTimeout(timer); resolve(result); } });
+      thread.worker.postMessage({ id, file, env } satisfies LoadRequest);
     });
   }
 
   close(): void {
-    void this.thread?.terminate();
+    const thread = this.thread;
     this.thread = undefined;
+    void thread?.worker.terminate();
   }
 
-  private ensureThread(): Worker {
+  private ensureThread(): { readonly worker: Worker; readonly pending: Map<number, Pending> } {
     if (this.thread) return this.thread;
-    const thread = new Worker(new URL(import.meta.url), { workerData: THREAD_MARK });
-    thread.unref();
-    thread.on('message', ({ id, result }: { id: number; result: LoadResult }) => {
-      this.pending.get(id)?.resolve(result);
-      this.pending.delete(id);
+    const worker = new Worker(new URL(import.meta.url), { workerData: THREAD_MARK });
+    worker.unref();
+    const thread = { worker, pending: new Map<number, Pending>() };
+    worker.on('message', ({ id, result }: { id: number; result: LoadResult }) => {
+      thread.pending.get(id)?.resolve(result);
+      thread.pending.delete(id);
     });
-    // A thread that cannot run must not lose a reload: what it still owed is read here instead.
-    const lost = () => {
-      if (this.thread === thread) this.thread = undefined;
-      for (const [id, { file, env, resolve }] of this.pending) {
-        this.pending.delete(id);
-        resolve(loadHere(file, env));
-      }
-    };
-    thread.once('error', lost);
-    thread.once('exit', lost);
+    worker.once('error', () => this.abandon(thread));
+    worker.once('exit', () => this.abandon(thread));
     this.thread = thread;
     return thread;
+  }
+
+  /** This thread is done for: what it still owed is read here, and the next load starts a new one. */
+  private abandon(thread: { readonly worker: Worker; readonly pending: Map<number, Pending> }): void {
+    if (this.thread === thread) this.thread = undefined;
+    void thread.worker.terminate();
+    for (const [id, { file, env, resolve }] of thread.pending) {
+      thread.pending.delete(id);
+      resolve(loadHere(file, env));
+    }
   }
 }
 

@@ -89,6 +89,8 @@ export class LocalTraffic implements TrafficPlane {
   }
 
   async close(): Promise<void> {
+    // After a failed start nothing drained the listener: it must not outlive the gateway.
+    if (this.listening) await this.drain(0).catch(() => undefined);
     this.listening = false;
     await this.accessLog?.close().catch(() => undefined);
     this.pools.close();
