@@ -148,6 +148,7 @@ export const ETCD_FIELDS = {
   username: text(),
   password: anyString(),
   tls: group(ETCD_TLS_FIELDS),
+  instanceTls: group(UPSTREAM_TLS_FIELDS),
   register: group(ETCD_REGISTER_FIELDS),
 };
 

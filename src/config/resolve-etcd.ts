@@ -5,6 +5,7 @@ import { ETCD_ENV } from './env.ts';
 import { ETCD_FIELDS, ETCD_REGISTER_FIELDS, ETCD_TLS_FIELDS } from './fields.ts';
 import type { Segment } from './positions.ts';
 import type { ResolveContext } from './resolve-context.ts';
+import { resolveUpstreamTls } from './resolve-services.ts';
 import type { EtcdConfig, EtcdRegisterConfig } from './types.ts';
 import { asObj, compact, isObject, normaliseOrigin, type Obj } from './values.ts';
 
@@ -31,6 +32,8 @@ export function resolveEtcd(raw: Obj, ctx: ResolveContext): EtcdConfig {
     username,
     password,
     tls,
+    // As for Consul: the CA that verifies etcd itself is the likely one for the services it lists.
+    instanceTls: resolveUpstreamTls(raw['instanceTls'], { ca: tls?.ca }),
     register: isObject(raw['register']) ? resolveRegister(asObj(raw['register']), ctx) : undefined,
   });
 }

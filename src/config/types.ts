@@ -70,6 +70,8 @@ export interface EtcdConfig {
   readonly username?: string | undefined;
   readonly password?: string | undefined;
   readonly tls?: { readonly ca?: string | undefined; readonly cert?: string | undefined; readonly key?: string | undefined } | undefined;
+  /** How instances whose Addr is https:// are verified; without it, `tls.ca` (else Node's roots). */
+  readonly instanceTls?: UpstreamTlsConfig | undefined;
   readonly register?: EtcdRegisterConfig | undefined;
 }
 

@@ -18,6 +18,8 @@ export class UpstreamTlsProfiles {
     const byRegistry = new Map<string, UpstreamTls>();
     const consulInstances = config.registry.consul?.instanceTls;
     if (consulInstances) byRegistry.set('consul', loadProfile(consulInstances, 'consul instances', logger));
+    const etcdInstances = config.registry.etcd?.instanceTls;
+    if (etcdInstances) byRegistry.set('etcd', loadProfile(etcdInstances, 'etcd instances', logger));
     return new UpstreamTlsProfiles(byStatic, byRegistry);
   }
 

@@ -4,7 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,6 +16,7 @@ import { EtcdClient } from '../../src/registry/etcd/client.ts';
 import { EtcdRegistry } from '../../src/registry/etcd/registry.ts';
 import { ConsulDouble } from '../support/consul-double.ts';
 import { adminRoutes, configFromYaml, ensureBuilt, metricValue, type RunningGateway, startGateway, waitFor } from '../support/gateway.ts';
+import { TestCa } from '../support/certificates.ts';
 import { startEtcd, startLink, type TestEtcd } from '../support/etcd.ts';
 import { captureLogs } from '../support/logs.ts';
 import { deadPort, startUpstream, type TestUpstream } from '../support/upstream.ts';
@@ -461,14 +464,10 @@ describe('etcd with authentication', () => {
 describe('etcd over TLS', () => {
   test('https endpoint verified with tls.ca, client certificate from tls.cert/key; without the CA it does not sync', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'waygate-etcd-tls-'));
-    const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-    run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=waygate etcd test CA');
+    const ca = new TestCa(dir, 'waygate etcd test CA');
     // With --client-cert-auth, etcd 3.4's JSON gateway dials etcd's own gRPC port with the server certificate: it needs clientAuth too.
-    for (const [name, ext] of [['server', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n'], ['client', 'extendedKeyUsage=clientAuth\n']] as const) {
-      run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-      writeFileSync(join(dir, `${name}.ext`), ext);
-      run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`);
-    }
+    ca.sign('server', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n');
+    ca.sign('client', 'extendedKeyUsage=clientAuth\n');
     const file = (name: string) => join(dir, name);
     const own = await startEtcd({ tls: { ca: file('ca.pem'), serverCert: file('server.pem'), serverKey: file('server.key'), clientCert: file('client.pem'), clientKey: file('client.key') } });
     try {
@@ -530,5 +529,31 @@ ${etcdYaml(etcd.url, prefix, route('svc'), '    register: { service: edge, id: c
     assert.equal(await etcd.ttl(registered.lease), -1);
     child.kill('SIGKILL');
     await exit;
+  });
+});
+
+describe('https instances from etcd', () => {
+  test('are verified with registry.etcd.instanceTls: its CA is trusted; without it the instance is refused (502)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'waygate-etcd-instance-tls-'));
+    const ca = new TestCa(dir);
+    const { cert, key } = ca.sign('instance', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+    const server = createHttpsServer({ cert: readFileSync(cert), key: readFileSync(key) }, (_req, res) => res.end('{"over":"tls"}'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const prefix = freshPrefix();
+      await etcd.put(`${prefix}sec/a`, JSON.stringify({ Addr: `https://127.0.0.1:${(server.address() as AddressInfo).port}` }));
+      const trusting = await start(etcdYaml(etcd.url, prefix, route('sec', ', retries: 0'), `    instanceTls: { ca: "${ca.ca}" }`));
+      await waitForIds(trusting, 'sec', ['a']);
+      const answer = await fetch(`${trusting.url}/sec/x`);
+      assert.equal(answer.status, 200);
+      assert.equal(await answer.text(), '{"over":"tls"}');
+      const untrusting = await start(etcdYaml(etcd.url, prefix, route('sec', ', retries: 0')));
+      await waitForIds(untrusting, 'sec', ['a']);
+      assert.equal((await fetch(`${untrusting.url}/sec/x`)).status, 502);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -45,6 +45,7 @@ ${ROUTE}`);
       username: 'gw',
       password: 'secret',
       tls: { ca: '/ca.pem', cert: '/c.pem', key: '/k.pem' },
+      instanceTls: { ca: '/ca.pem', insecureSkipVerify: false },
       register: { service: 'edge', id: 'gw1', address: '10.0.0.7:8080', ttlMs: 15_000 },
     });
   });
@@ -141,5 +142,14 @@ describe('route registry', () => {
   it('datacenters need a consul route', () => {
     const found = problems(`registry:\n  consul: {}\n  etcd: {}\nroutes:\n  - { name: a, match: { pathPrefix: /a }, service: hello, registry: etcd, datacenters: [dc1] }`);
     assert.deepEqual(found, ['gw.yaml:5:88 routes[0].datacenters: needs registry.consul (datacenters are Consul datacenters)']);
+  });
+});
+
+describe('registry.etcd.instanceTls', () => {
+  it("verifies https instances with its own CA, else the one that verifies etcd, else none is set", () => {
+    const with_ = (extra: string) => ok(`registry:\n  etcd: { ${extra} }\n${ROUTE}`).registry.etcd?.instanceTls;
+    assert.deepEqual(with_('instanceTls: { ca: /i.pem, serverName: api.internal }'), { ca: '/i.pem', serverName: 'api.internal', insecureSkipVerify: false });
+    assert.deepEqual(with_('tls: { ca: /etcd-ca.pem }'), { ca: '/etcd-ca.pem', insecureSkipVerify: false });
+    assert.equal(with_('prefix: /p/'), undefined);
   });
 });
