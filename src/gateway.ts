@@ -95,7 +95,7 @@ export class Gateway {
       }
     }
     const staticRegistry = new StaticRegistry(config.registry.static.services, this.logger, this.metrics);
-    this.registries = new RegistrySet([staticRegistry, ...discovery], (service) => this.config.registry.static.services[service] !== undefined);
+    this.registries = new RegistrySet([staticRegistry, ...discovery], (service) => Object.hasOwn(this.config.registry.static.services, service));
     const consulRegistry = this.registries.get('consul');
     if (config.registry.consul?.tagRoutes && consulRegistry instanceof ConsulRegistry) {
       this.tagRoutes = new TagRouteFeed(consulRegistry, { logger: this.logger, metrics: this.metrics, routes: () => this.config.routes, defaults: () => this.config.defaults, changed: (routes) => this.serve(routes) });

@@ -57,7 +57,11 @@ export class PoolRegistry {
       const siblings = (this.byWatch.get(watch) ?? []).filter((candidate) => candidate !== pool);
       if (siblings.length > 0) this.byWatch.set(watch, siblings);
       else this.byWatch.delete(watch);
-      setTimeout(() => pool.close(), RETIRED_POOL_GRACE_MS).unref();
+      setTimeout(() => {
+        pool.close();
+        // A pool that took its place (new breaker settings, same service and subset) shares its series: put them back.
+        for (const live of this.pools.values()) if (live.name === pool.name && live.subsetLabel === pool.subsetLabel) live.publishGauges();
+      }, RETIRED_POOL_GRACE_MS).unref();
     }
   }
 

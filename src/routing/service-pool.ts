@@ -123,6 +123,16 @@ export class ServicePool {
     });
   }
 
+  /** Sets this pool's gauge series again: a retired pool with the same labels removes them when it closes. */
+  publishGauges(): void {
+    const { metrics } = this.options;
+    metrics.instances.set({ service: this.name, tags: this.tagsLabel, state: 'healthy' }, this.healthyRuntimes.length);
+    metrics.instances.set({ service: this.name, tags: this.tagsLabel, state: 'unhealthy' }, this.unhealthyInstances.length);
+    for (const [id, runtime] of this.runtimes) {
+      if (runtime.breaker.state !== 'closed') metrics.circuitBreakerOpen.set({ service: this.name, tags: this.tagsLabel, instance: id }, runtime.breaker.state === 'open' ? 1 : 0);
+    }
+  }
+
   /** The subset this pool serves: its required tags and meta pairs, sorted ("" for the whole service). */
   get subsetLabel(): string {
     return this.tagsLabel;

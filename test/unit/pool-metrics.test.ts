@@ -61,3 +61,22 @@ test('attempt and retry counters render as Prometheus counters', async () => {
   assert.match(text, /^waygate_upstream_attempts_total\{service="api",outcome="aborted"\} 1$/m);
   assert.match(text, /^waygate_retries_total\{route="r"\} 1$/m);
 });
+
+test('a retired pool closing later does not take the series of the pool that replaced it (same service and subset)', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { PoolRegistry } = await import('../../src/routing/pool-registry.ts');
+  const metrics = new GatewayMetrics({ processMetrics: false });
+  const snapshot = { service: 'api', instances: [instance('1', [])], unhealthy: [] } as never;
+  const pools = new PoolRegistry({ clock: new BreakerClock(() => 0), metrics, logger: pino({ level: 'silent' }) as unknown as Logger, snapshotOf: () => snapshot });
+  const spec = (volumeThreshold: number) => ({ service: 'api', watchKey: 'api', registry: 'consul', tags: [], circuitBreaker: { ...breaker, volumeThreshold }, outlierDetection: outlier });
+  const old = pools.acquire({ poolKey: 'old', spec: spec(1), weight: 1 });
+  // A reload changes the breaker settings: a new pool with the same labels, the old one retired.
+  const replacement = pools.acquire({ poolKey: 'new', spec: spec(5), weight: 1 });
+  pools.retainOnly(new Set([replacement]));
+  assert.notEqual(old, replacement);
+  t.mock.timers.tick(60_000);
+  assert.deepEqual(await series(metrics, 'waygate_instances'), [
+    'waygate_instances{service="api",tags="",state="healthy"} 1',
+    'waygate_instances{service="api",tags="",state="unhealthy"} 0',
+  ]);
+});
