@@ -4,6 +4,7 @@ import type { GatewayConfig } from '../config/types.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
 import type { ServiceSnapshot } from '../registry/types.ts';
+import { sortRoutes } from '../routing/match.ts';
 import type { RoutePlan } from '../routing/route-plan.ts';
 import { type Aggregation, mergeExpositions, monotonicFamilies } from './merge-metrics.ts';
 import { mergeTrafficViews } from './merge-views.ts';
@@ -118,9 +119,10 @@ export class WorkerCluster implements TrafficPlane {
     await Promise.all(exits);
   }
 
+  /** Workers send their pools; the routes, in match order, are known here (the plans they were sent). */
   async describe(): Promise<TrafficView> {
     const views = (await this.askAll('describe')).map(([, view]) => view).filter((view): view is TrafficView => typeof view === 'object' && view !== null);
-    return mergeTrafficViews(views);
+    return { routes: sortRoutes(this.plans.map((plan) => plan.route)), pools: mergeTrafficViews(views).pools };
   }
 
   /** This process's series (registries, reloads) and every worker's, summed by each metric's aggregator. */

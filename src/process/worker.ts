@@ -64,7 +64,8 @@ export function runWorker(): void {
         return;
       }
       case 'ask': {
-        const body = message.what === 'metrics' ? await metrics.registry.metrics() : await traffic?.describe();
+        // Pools only: the primary knows the routes, and 1,000 of them per worker per dashboard tick would be IPC for nothing.
+        const body = message.what === 'metrics' ? await metrics.registry.metrics() : { routes: [], pools: (await traffic?.describe())?.pools ?? [] };
         send({ waygate: 'answer', id: message.id, body });
         return;
       }

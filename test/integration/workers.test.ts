@@ -100,6 +100,7 @@ describe('server.workers', () => {
     assert.equal(await metricValue(admin, 'waygate_config_version'), 1);
 
     const view = await adminRoutes(admin);
+    assert.deepEqual(view.routes.map((route) => route.name), ['svc']);
     assert.equal(view.services.svc!.instances.length, 1);
     assert.equal(view.services.svc!.instances[0]!.url, upstream.url);
   });
