@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type ChildGateway, startChildGateway } from '../support/child-gateway.ts';
+import { TestCa } from '../support/certificates.ts';
 import { ConsulDouble } from '../support/consul-double.ts';
 import { adminRoutes, ensureBuilt, metricValue, rawRequest, waitFor } from '../support/gateway.ts';
 import { deadPort, startUpstream, type TestUpstream } from '../support/upstream.ts';
@@ -206,5 +208,36 @@ routes:
     const reads = double.requests.filter((request) => request.path === '/v1/health/service/api');
     // Each watcher starts with one read without an index; four processes watching would make four.
     assert.equal(reads.filter((request) => request.query.index === undefined).length, 1, JSON.stringify(reads.map((r) => r.query)));
+  });
+
+  test('server.tls with workers: every worker terminates TLS from the boot config\'s certificate', async (t) => {
+    const ca = new TestCa(dir, 'waygate workers test CA');
+    const { cert, key } = ca.sign('gateway', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+    const port = await deadPort();
+    const adminPort = await deadPort();
+    const file = join(dir, 'tls.yaml');
+    writeFileSync(file, `server: { host: 127.0.0.1, port: ${port}, workers: 2, tls: { cert: "${cert}", key: "${key}" } }
+admin: { host: 127.0.0.1, port: ${adminPort} }
+shutdown: { drainDelay: 0s, timeout: 5s }
+registry:
+  static:
+    services:
+      svc: { instances: ["${upstream.url}"] }
+routes:
+  - { name: svc, match: { pathPrefix: /svc }, service: svc, stripPrefix: true }
+`);
+    const gw = await startChildGateway(file, `http://127.0.0.1:${adminPort}`);
+    t.after(() => gw.kill());
+    const trusted = readFileSync(ca.ca);
+    // Fresh connections, so both workers answer some of them.
+    const answers = await Promise.all(Array.from({ length: 10 }, () => new Promise<number>((resolve, reject) => {
+      const req = httpsRequest({ host: '127.0.0.1', port, path: '/svc/x', ca: trusted, agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end();
+    })));
+    assert.deepEqual(answers, Array(10).fill(200));
   });
 });
