@@ -1,6 +1,8 @@
 import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import type { GatewayConfig } from '../config/types.ts';
+import { loadCertificate } from '../proxy/tls-termination.ts';
+import { UpstreamTlsProfiles } from '../proxy/upstream-tls-profiles.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
 import type { ServiceSnapshot } from '../registry/types.ts';
@@ -63,6 +65,9 @@ export class WorkerCluster implements TrafficPlane {
     this.config = config;
     this.bootConfig = config;
     this.processCount = options.count;
+    // The workers read these files; reading them here first makes a bad one stop the start before anything listens, as in one process.
+    if (config.server.tls) loadCertificate(config.server.tls);
+    UpstreamTlsProfiles.load(config, options.logger.child({}, { level: 'error' })); // its warnings come from the workers that use it
   }
 
   serviceChanged(registry: string, watchKey: string, snapshot: ServiceSnapshot): void {

@@ -6,6 +6,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { type ChildGateway, startChildGateway } from '../support/child-gateway.ts';
 import { TestCa } from '../support/certificates.ts';
 import { ConsulDouble } from '../support/consul-double.ts';
@@ -239,5 +240,23 @@ routes:
       req.end();
     })));
     assert.deepEqual(answers, Array(10).fill(200));
+  });
+
+  test('a certificate file that is missing stops a workers: 2 start before anything listens, naming the file', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const port = await deadPort();
+    const adminPort = await deadPort();
+    const file = join(dir, 'bad-tls.yaml');
+    writeFileSync(file, `server: { host: 127.0.0.1, port: ${port}, workers: 2, tls: { cert: "${join(dir, 'nope.pem')}", key: "${join(dir, 'nope.key')}" } }
+admin: { host: 127.0.0.1, port: ${adminPort} }
+registry: { static: { services: { svc: { instances: ["${upstream.url}"] } } } }
+routes:
+  - { name: svc, match: { pathPrefix: /svc }, service: svc }
+`);
+    const bin = join(fileURLToPath(new URL('../../', import.meta.url)), 'bin', 'waygate.js');
+    const run = spawnSync(process.execPath, [bin, 'start', '--config', file], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(run.status, 1, run.stdout + run.stderr);
+    assert.match(run.stderr, /nope\.pem/);
+    assert.doesNotMatch(run.stdout, /"worker":/, 'no worker was forked: the primary read the file first');
   });
 });
