@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, formatProblem, loadConfigFile, parseConfig } from './config/load.ts';
 import { printRoutes } from './cli-routes.ts';
+import { isWildcardHost } from './config/values.ts';
 import { startFromConfig } from './main.ts';
 
 const USAGE = {
@@ -90,7 +91,7 @@ async function routes(values: { config?: string | undefined; admin?: string | un
   if (values.config) {
     try {
       const config = loadConfigFile(values.config, env);
-      const host = ['0.0.0.0', '::', ''].includes(config.admin.host) ? '127.0.0.1' : config.admin.host;
+      const host = isWildcardHost(config.admin.host) || config.admin.host === '' ? '127.0.0.1' : config.admin.host;
       admin ??= `http://${host.includes(':') ? `[${host}]` : host}:${config.admin.port}`;
       token ??= config.admin.token;
     } catch (error) {

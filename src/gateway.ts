@@ -3,6 +3,7 @@ import { buildAdminServer } from './admin/admin-server.ts';
 import { applicableConfig, restartRequired } from './config/reload.ts';
 import type { ReloadOutcome } from './config/watch.ts';
 import type { GatewayConfig, RouteConfig } from './config/types.ts';
+import { isWildcardHost } from './config/values.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { GatewayMetrics } from './observability/metrics.ts';
 import { LocalTraffic } from './process/local-traffic.ts';
@@ -298,7 +299,7 @@ export class Gateway {
     if (!etcd?.register || !this.etcdClient) return;
     const { service, id, ttlMs } = etcd.register;
     const listening = new URL(this.publicAddress);
-    const host = WILDCARD_HOSTS.has(this.config.server.host) ? '127.0.0.1' : listening.hostname;
+    const host = isWildcardHost(this.config.server.host) ? '127.0.0.1' : listening.hostname;
     const address = etcd.register.address ?? `${this.config.server.tls ? 'https://' : ''}${host}:${listening.port}`;
     const self = new EtcdSelfRegistration(this.etcdClient, `${etcd.prefix}${service}/${id}`, registrationValue(address), ttlMs, this.logger);
     if (!(await self.start())) this.logger.error({ key: self.key }, 'etcd: self-registration failed; serving anyway and retrying');
@@ -349,8 +350,6 @@ export class Gateway {
     this.logger.info('shutdown: complete');
   }
 }
-
-const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '[::]']);
 
 function describeRoute(route: RouteConfig): Record<string, unknown> {
   return {

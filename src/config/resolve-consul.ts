@@ -9,10 +9,9 @@ import { errorMessage } from './problems.ts';
 import type { ResolveContext } from './resolve-context.ts';
 import { resolveUpstreamTls } from './resolve-services.ts';
 import type { ConsulConfig, ConsulRegisterConfig, ConsulTlsConfig, ListenConfig } from './types.ts';
-import { asObj, compact, isObject, normaliseOrigin, type Obj } from './values.ts';
+import { asObj, compact, isObject, isWildcardHost, normaliseOrigin, type Obj } from './values.ts';
 
 const BASE: readonly Segment[] = ['registry', 'consul'];
-const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '[::]']);
 const HAS_SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
 
 export function resolveConsul(raw: Obj, server: ListenConfig, ctx: ResolveContext): ConsulConfig {
@@ -87,7 +86,7 @@ function resolveRegister(raw: Obj, server: ListenConfig): ConsulRegisterConfig {
     name,
     id: f.id.read(raw['id']) ?? `${name}-${hostname()}`,
     // Registering 0.0.0.0 would make Consul health-check an unroutable address.
-    address: f.address.read(raw['address']) ?? (WILDCARD_HOSTS.has(server.host) ? DEFAULTS.consulRegister.wildcardAddress : server.host),
+    address: f.address.read(raw['address']) ?? (isWildcardHost(server.host) ? DEFAULTS.consulRegister.wildcardAddress : server.host),
     port: f.port.read(raw['port']) ?? server.port,
     tags: [...tags],
     checkIntervalMs,

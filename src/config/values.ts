@@ -62,3 +62,10 @@ export function deepFreeze<T>(value: T): T {
   }
   return value;
 }
+
+/** Addresses that mean "every interface": fine to listen on, not to connect to or to advertise. */
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '[::]']);
+
+export function isWildcardHost(host: string): boolean {
+  return WILDCARD_HOSTS.has(host);
+}
